@@ -262,7 +262,9 @@ class RedisBus:
         while True:
             try:
                 while True:
-                    response = await conn.read_response(disconnect_on_error=True)
+                    # push_request: pub/sub messages are "push" replies; ask for them rather than
+                    # letting redis-py hand them to its logging push handler.
+                    response = await conn.read_response(push_request=True)
                     await self._dispatch(response)
                     delay = self.backoff[0]
             except _CONNECTION_ERRORS as exc:
