@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,45 @@ class Inbound:
     raw: Any = field(default=None, compare=False, repr=False)  # for logging only
 
 
-OnMessage = Callable[[Inbound], Awaitable[None]]
+class Accepted(Protocol):
+    """A stored inbound message (see bot.pipeline.Accepted)."""
+
+    conversation_id: str
+    is_new: bool
+
+
+class Receiver(Protocol):
+    """The core as a channel sees it: store first, then run the turn."""
+
+    async def accept(self, inbound: Inbound, *, conversation_id: str | None = None) -> Any:
+        """Store the message (idempotent); returns an Accepted."""
+        ...
+
+    async def process(self, accepted: Any) -> list[Outbound]:
+        """Run the turn for a stored message and return the replies (already stored)."""
+        ...
+
+
+class Publisher(Protocol):
+    """The event bus as a channel sees it."""
+
+    async def publish(self, topic: str, data: dict[str, Any]) -> None:
+        """Send an event to every subscriber of topic, in any process."""
+        ...
+
+    def subscribe(self, *topics: str) -> Any:
+        """An async context manager and iterator of events."""
+        ...
+
+
+@dataclass
+class ChannelContext:
+    """What a channel is given at start: the core, the bus and one shared HTTP session."""
+
+    receiver: Receiver
+    bus: Publisher
+    http: ClientSession
+    services: dict[str, Any] = field(default_factory=dict)  # e.g. the store, for dedup keys
 
 
 class Channel(Protocol):
@@ -54,16 +92,16 @@ class Channel(Protocol):
 
     name: str
 
-    def routes(self, on_message: OnMessage) -> Sequence[web.AbstractRouteDef]:
-        """aiohttp routes this channel serves; each inbound message goes to on_message."""
+    def routes(self) -> Sequence[web.AbstractRouteDef]:
+        """aiohttp routes this channel serves."""
         ...
 
     async def send(self, address: str, messages: Sequence[Outbound]) -> None:
         """Deliver messages to the child at address, in order."""
         ...
 
-    async def start(self) -> None:
-        """Acquire connections; called once the app starts."""
+    async def start(self, ctx: ChannelContext) -> None:
+        """Keep the context and acquire connections; called once the app starts."""
         ...
 
     async def close(self) -> None:

@@ -1,0 +1,162 @@
+"""The aiohttp application factory: resources, channels, routes; no module-level singletons."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+import nlp
+from bot.channels.base import Channel, ChannelContext, Outbound
+from bot.channels.webchat import WebChatChannel
+from bot.config import Settings
+from bot.errors import json_errors
+from bot.pipeline import Pipeline
+from dialogs import DialogEngine, ScriptLibrary
+from handoff.bus import EventBus, create_bus
+from handoff.desk import Desk
+from storage.crypto import Vault, load_or_create_secret
+from storage.migrate import upgrade
+from storage.store import Store
+from storage.views import ConversationView
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+BUS = web.AppKey("bus", EventBus)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+DESK = web.AppKey("desk", Desk)
+DIALOGS = web.AppKey("dialogs", DialogEngine)
+LIBRARY = web.AppKey("library", ScriptLibrary)
+CHANNELS = web.AppKey("channels", dict[str, Channel])
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+TASKS = web.AppKey("tasks", set[asyncio.Task[Any]])
+
+
+def load_library(settings: Settings) -> ScriptLibrary:
+    """The shipped scripts plus any in QINGTING_SCRIPTS_DIR; raises ScriptError if one is bad."""
+    library = ScriptLibrary.load_dir()
+    if settings.scripts_dir is not None:
+        for path in sorted(settings.scripts_dir.glob("*.yaml")):
+            library.add_text(path.read_text(encoding="utf-8"), str(path))
+    return library
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """The channels switched on by configuration (the web chat is always on)."""
+    channels: dict[str, Channel] = {
+        "web": WebChatChannel(
+            max_text_chars=settings.max_text_chars, default_lang=settings.default_lang
+        )
+    }
+    if settings.wechat.enabled:
+        from bot.channels.wechat import WeChatChannel
+
+        channels["wechat"] = WeChatChannel(settings.wechat)
+    else:
+        log.info("WeChat channel off: QINGTING_WECHAT_APPID/SECRET/TOKEN are not set")
+    return channels
+
+
+def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
+    """The whole service as one aiohttp application."""
+    app = web.Application(client_max_size=64 * 1024, middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[LIBRARY] = load_library(settings)  # a broken script stops start-up here, loudly
+    app[CHANNELS] = build_channels(settings)
+    app[TASKS] = set()
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        vault = Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
+        if migrate:
+            await upgrade(settings.database_url)
+        store = Store.open(settings.database_url, vault)
+        bus = create_bus(settings.redis_url)
+        await bus.start()
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        desk = Desk(bus)
+        engine = DialogEngine(app[LIBRARY])
+        pipeline = Pipeline(store, engine, nlp.assess, desk, default_lang=settings.default_lang)
+        app[STORE], app[BUS], app[HTTP] = store, bus, http
+        app[DESK], app[DIALOGS], app[PIPELINE] = desk, engine, pipeline
+        ctx = ChannelContext(
+            receiver=pipeline,
+            bus=bus,
+            http=http,
+            services={"store": store, "start_conversation": pipeline.start_conversation},
+        )
+        for channel in app[CHANNELS].values():
+            await channel.start(ctx)
+        if settings.recover_unanswered:
+            spawn(app, recover(app))
+        yield
+        for task in list(app[TASKS]):
+            task.cancel()
+        await asyncio.gather(*app[TASKS], return_exceptions=True)
+        for channel in app[CHANNELS].values():
+            await channel.close()
+        await http.close()
+        await bus.close()
+        await store.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_get("/healthz", healthz)
+    for channel in app[CHANNELS].values():
+        app.router.add_routes(channel.routes())
+    app.router.add_get("/", page("chat.html"))
+    app.router.add_get("/exit", page("exit.html"))
+    app.router.add_static("/static/", STATIC, show_index=False)
+    return app
+
+
+def spawn(app: web.Application, coro: Any) -> asyncio.Task[Any]:
+    """A background task owned by the app, cancelled at shutdown."""
+    task = asyncio.create_task(coro)
+    app[TASKS].add(task)
+    task.add_done_callback(app[TASKS].discard)
+    return task
+
+
+async def deliver(app: web.Application, conv: ConversationView, msgs: Sequence[Outbound]) -> None:
+    """Send messages to a conversation through the channel it came from."""
+    channel = app[CHANNELS].get(conv.channel)
+    if channel is None:
+        log.error("conversation %s is on channel %r, which is off", conv.id, conv.channel)
+        return
+    await channel.send(conv.address, msgs)
+
+
+async def recover(app: web.Application) -> None:
+    """Answer what a crash left unanswered."""
+    with contextlib.suppress(asyncio.CancelledError):
+        n = await app[PIPELINE].recover(lambda c, m: deliver(app, c, m))
+        if n:
+            log.warning("answered %d message(s) left unanswered by a previous run", n)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: 200 when the database answers, 503 when it does not."""
+    ok = await request.app[STORE].ping()
+    return web.json_response(
+        {"status": "ok" if ok else "database unavailable"}, status=200 if ok else 503
+    )
+
+
+def page(name: str) -> Any:
+    """A handler serving one static HTML page."""
+
+    async def handler(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(
+            STATIC / name, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+        )
+
+    return handler

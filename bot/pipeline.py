@@ -1,0 +1,316 @@
+"""One inbound message, start to finish: store, assess, route (volunteer or script), answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.channels.base import Inbound, Outbound, QuickReply
+from bot.notices import notice
+from dialogs.types import DialogState, Reply, Step
+from nlp.types import Assessment, Level
+from storage.models import utcnow
+from storage.store import Store, Turn
+from storage.views import ConversationView, MessageView
+
+log = logging.getLogger(__name__)
+
+Assess = Callable[[str, Sequence[str]], Assessment]
+Deliver = Callable[[ConversationView, Sequence[Outbound]], Awaitable[None]]
+
+
+class Dialogs(Protocol):
+    """What the pipeline needs of the dialogue engine."""
+
+    def start(self, script_id: str = "intake", lang: str = "zh-CN") -> Step:
+        """The greeting step of a script."""
+        ...
+
+    def step(self, state: DialogState, text: str, level: Level = Level.NONE) -> Step:
+        """Advance one conversation by one input."""
+        ...
+
+
+class Desk(Protocol):
+    """What the pipeline needs of the handoff desk: presence and live notifications."""
+
+    async def volunteers_available(self) -> int:
+        """How many volunteers could take a chat now."""
+        ...
+
+    async def notify(self, conversation: ConversationView, changes: Sequence[str]) -> None:
+        """Tell consoles what this turn changed ('queued', 'risk', 'message', ...)."""
+        ...
+
+    async def relay_to_volunteer(self, conversation: ConversationView, msg: MessageView) -> None:
+        """Push a child's message to the console of the volunteer holding the conversation."""
+        ...
+
+
+class ConversationClosed(Exception):
+    """A message arrived for a conversation that has ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An inbound message safely stored; `is_new` is False for a platform retry."""
+
+    conversation_id: str
+    message: MessageView
+    is_new: bool
+
+
+def to_outbound(reply: Reply) -> Outbound:
+    """A dialogue reply as a channel message."""
+    return Outbound(reply.text, tuple(QuickReply(o.label, o.value) for o in reply.options))
+
+
+def from_view(m: MessageView) -> Outbound:
+    """A stored outbound message as a channel message."""
+    return Outbound(m.text, tuple(QuickReply(o["label"], o["value"]) for o in m.options))
+
+
+def summary_of(slots: Mapping[str, Any]) -> str:
+    """A lead's summary: the slots the script collected, one per line."""
+    skip = {"lead_code"}
+    return "\n".join(f"{k}: {v}" for k, v in slots.items() if k not in skip and v)
+
+
+class Pipeline:
+    """The per-message core, shared by every channel."""
+
+    def __init__(
+        self,
+        store: Store,
+        dialogs: Dialogs,
+        assess: Assess,
+        desk: Desk,
+        *,
+        default_script: str = "intake",
+        default_lang: str = "zh-CN",
+    ) -> None:
+        self.store = store
+        self.dialogs = dialogs
+        self.assess = assess
+        self.desk = desk
+        self.default_script = default_script
+        self.default_lang = default_lang
+
+    async def start_conversation(
+        self,
+        channel: str,
+        address: str,
+        *,
+        script_id: str | None = None,
+        lang: str | None = None,
+        token: str | None = None,
+        conversation_id: str | None = None,
+    ) -> tuple[ConversationView, list[Outbound]]:
+        """Open a conversation and store the script's greeting."""
+        step = self.dialogs.start(script_id or self.default_script, lang or self.default_lang)
+        conv = await self.store.create_conversation(
+            channel=channel,
+            address=address,
+            script_id=step.state.script_id,
+            script_lang=step.state.lang,
+            script_version=step.state.version,
+            state=step.state.state,
+            slots=step.state.slots,
+            token=token,
+            conversation_id=conversation_id,
+        )
+        replies = [to_outbound(r) for r in step.replies]
+        async with self.store.turn(conv.id) as turn:
+            for r in replies:
+                await turn.add_outbound(r.text, _opts(r))
+            conv = await turn.update(flags={**conv.flags, "greeted": True})
+        return conv, replies
+
+    async def accept(self, inbound: Inbound, *, conversation_id: str | None = None) -> Accepted:
+        """Store the message before anything else (idempotent on channel + message id)."""
+        if conversation_id is None:
+            conv = await self.store.find_open_conversation(inbound.channel, inbound.address)
+            if conv is None:
+                step = self.dialogs.start(self.default_script, self.default_lang)
+                conv = await self.store.create_conversation(
+                    channel=inbound.channel,
+                    address=inbound.address,
+                    script_id=step.state.script_id,
+                    script_lang=step.state.lang,
+                    script_version=step.state.version,
+                    state=step.state.state,
+                    slots=step.state.slots,
+                )
+            conversation_id = conv.id
+        else:
+            found = await self.store.get_conversation(conversation_id)
+            if found is None:
+                raise LookupError(conversation_id)
+            conv = found
+        if conv.mode == "closed":
+            raise ConversationClosed(conversation_id)
+        msg, is_new = await self.store.store_inbound(
+            conversation_id,
+            channel=inbound.channel,
+            message_id=inbound.message_id,
+            text=inbound.text,
+            kind=inbound.kind,
+            received_at=inbound.received_at,
+        )
+        return Accepted(msg.conversation_id, msg, is_new)
+
+    async def handle(
+        self, inbound: Inbound, *, conversation_id: str | None = None
+    ) -> list[Outbound]:
+        """accept() then process(): the replies to this message."""
+        return await self.process(await self.accept(inbound, conversation_id=conversation_id))
+
+    async def process(self, accepted: Accepted) -> list[Outbound]:
+        """Run the turn for a stored message; a retry gets the replies already stored."""
+        notes: list[str] = []
+        relay: MessageView | None = None
+        async with self.store.turn(accepted.conversation_id) as turn:
+            msg = await turn.message(accepted.message.id)
+            if msg.processed_at is not None:
+                return [from_view(m) for m in await turn.replies_to(msg.id)]
+            out, notes, relay_msg = await self._turn(turn, msg)
+            if relay_msg:
+                relay = msg
+            for o in out:
+                await turn.add_outbound(o.text, _opts(o), in_reply_to=msg.id)
+            await turn.mark_processed(msg.id)
+            conv = turn.conversation
+        # After commit: consoles learn about it only once it is durable.
+        if relay is not None:
+            await self.desk.relay_to_volunteer(conv, relay)
+        await self.desk.notify(conv, ["message", *notes])
+        return out
+
+    async def _turn(self, turn: Turn, msg: MessageView) -> tuple[list[Outbound], list[str], bool]:
+        conv = turn.conversation
+        lang = conv.script_lang
+        history = await turn.history(before_id=msg.id)
+        text = msg.text if msg.kind == "text" else ""
+        assessment = self.assess(text, history)
+        before = Level(conv.risk_level)
+        level = max(before, assessment.level)
+        await turn.set_assessment(
+            msg.id, int(assessment.level), assessment.categories, assessment.to_dict()
+        )
+        notes: list[str] = []
+        changes: dict[str, Any] = {}
+        if level > before:
+            changes["risk_level"] = int(level)
+            await turn.add_event(
+                "risk.raised",
+                {
+                    "from": before.label,
+                    "to": level.label,
+                    "categories": list(assessment.categories),
+                },
+            )
+            notes.append("risk")
+        if set(assessment.categories) - set(conv.categories):
+            changes["categories"] = sorted(set(conv.categories) | set(assessment.categories))
+        if changes:
+            conv = await turn.update(**changes)
+
+        out: list[Outbound] = []
+        newly_imminent = level == Level.IMMINENT and before < Level.IMMINENT
+        if conv.mode == "human":
+            if newly_imminent:
+                out.append(Outbound(notice("emergency", lang)))
+            return out, notes, True
+        if conv.mode == "waiting":
+            if newly_imminent:
+                out.append(Outbound(notice("emergency", lang)))
+            position = await turn.waiting_ahead() + 1
+            out.append(Outbound(notice("waiting_hold", lang, position=position)))
+            return out, notes, False
+
+        # Bot mode: urgent risk goes to a human before anything the script would say.
+        if level >= Level.URGENT:
+            if level == Level.IMMINENT:
+                out.append(Outbound(notice("emergency", lang)))
+            out += await self._request_human(turn, reason="detector", level=level)
+            notes.append("queued")
+            return out, notes, False
+
+        if not conv.flags.get("greeted"):
+            # A first message on a push channel (WeChat, Telegram) opens with the greeting.
+            greet = self.dialogs.start(conv.script_id, conv.script_lang)
+            await turn.update(flags={**conv.flags, "greeted": True})
+            return [to_outbound(r) for r in greet.replies], notes, False
+
+        state = DialogState(
+            conv.script_id, conv.script_lang, conv.script_version, conv.state, conv.slots
+        )
+        step = self.dialogs.step(state, text, level)
+        out += [to_outbound(r) for r in step.replies]
+        await turn.update(
+            state=step.state.state,
+            slots=dict(step.state.slots),
+            script_version=step.state.version,
+        )
+        for action in step.actions:
+            if action.name == "emergency":
+                if not any("110" in o.text for o in out):
+                    out.insert(0, Outbound(notice("emergency", lang)))
+            elif action.name == "request_human":
+                out += await self._request_human(turn, reason="child_asked", level=level)
+                notes.append("queued")
+            elif action.name == "create_lead":
+                slots = turn.conversation.slots
+                code = str(action.args.get("code") or slots.get("lead_code", ""))
+                if code:
+                    await turn.upsert_lead(
+                        code,
+                        risk_level=int(level),
+                        summary=summary_of(slots),
+                        district=_str_or_none(slots.get("district")),
+                    )
+                    await turn.add_event("lead.created", {"code": code})
+            elif action.name == "end":
+                if turn.conversation.mode == "bot":
+                    await turn.update(mode="closed", closed_at=utcnow())
+                    await turn.add_event("conversation.closed", {"by": "script"})
+        if not out:  # never leave a child in silence
+            out.append(Outbound(notice("fallback", lang)))
+        return out, notes, False
+
+    async def _request_human(self, turn: Turn, *, reason: str, level: Level) -> list[Outbound]:
+        """Queue the conversation for a volunteer and tell the child what happens next."""
+        conv = turn.conversation
+        lang = conv.script_lang
+        if conv.mode in ("waiting", "human"):
+            return []
+        await turn.update(mode="waiting", waiting_since=utcnow())
+        await turn.add_event("handoff.requested", {"reason": reason, "level": level.label})
+        position = await turn.waiting_ahead() + 1
+        if await self.desk.volunteers_available() == 0:
+            return [Outbound(notice("after_hours", lang))]
+        return [Outbound(notice("handoff_requested", lang, position=position))]
+
+    async def recover(self, deliver: Deliver) -> int:
+        """Answer messages that were stored but never processed (after a crash); returns count."""
+        count = 0
+        for msg in await self.store.unprocessed_inbound():
+            try:
+                replies = await self.process(Accepted(msg.conversation_id, msg, True))
+                conv = await self.store.get_conversation(msg.conversation_id)
+                if conv is not None and replies:
+                    await deliver(conv, replies)
+                count += 1
+            except Exception:
+                log.exception("could not recover message %s", msg.id)
+        return count
+
+
+def _opts(o: Outbound) -> list[dict[str, str]]:
+    return [{"label": q.label, "value": q.value} for q in o.options]
+
+
+def _str_or_none(v: Any) -> str | None:
+    return str(v) if v not in (None, "") else None

@@ -1,0 +1,76 @@
+"""`qingting chat`: the real pipeline and database, with the terminal as the channel."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import TextIO
+
+import nlp
+from bot.channels.base import Inbound, Outbound, as_numbered_text
+from bot.config import Settings
+from bot.pipeline import ConversationClosed, Pipeline
+from dialogs import DialogEngine, ScriptLibrary
+from handoff.bus import create_bus
+from handoff.desk import Desk
+from storage.crypto import Vault, load_or_create_secret
+from storage.migrate import upgrade
+from storage.store import Store
+
+
+def show(messages: list[Outbound], out: TextIO) -> None:
+    """Print bot messages with options as a numbered list."""
+    for m in messages:
+        out.write("倾听> " + as_numbered_text(m).replace("\n", "\n      ") + "\n")
+    out.flush()
+
+
+async def run_terminal_chat(
+    settings: Settings,
+    *,
+    lang: str = "zh-CN",
+    script: str = "intake",
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    """Chat until end of input or the script ends; returns an exit code."""
+    inp, out = stdin or sys.stdin, stdout or sys.stdout
+    await upgrade(settings.database_url)
+    store = Store.open(
+        settings.database_url, Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
+    )
+    bus = create_bus(None)
+    await bus.start()
+    try:
+        pipeline = Pipeline(store, DialogEngine(ScriptLibrary.load_dir()), nlp.assess, Desk(bus))
+        address = f"tty-{uuid.uuid4().hex[:12]}"
+        conv, greeting = await pipeline.start_conversation(
+            "cli", address, script_id=script, lang=lang, conversation_id=uuid.uuid4().hex
+        )
+        show(greeting, out)
+        n = 0
+        while True:
+            out.write("你> ")
+            out.flush()
+            line = await asyncio.to_thread(inp.readline)
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            n += 1
+            inbound = Inbound("cli", address, f"{conv.id}:{n}", text, datetime.now(UTC))
+            try:
+                show(await pipeline.handle(inbound, conversation_id=conv.id), out)
+            except ConversationClosed:
+                break
+            now = await store.get_conversation(conv.id)
+            if now is None or now.mode == "closed":
+                break
+        out.write("\n(聊天结束 / chat ended)\n")
+        return 0
+    finally:
+        await bus.close()
+        await store.close()
