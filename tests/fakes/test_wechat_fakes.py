@@ -650,3 +650,14 @@ def test_any_text_round_trips_through_our_encoding_and_wechatpys_decoding(
     # text arrives as None: a property of wechatpy the adapter must live with, not of the fake.
     expected = text if fmt == "json" else (text.strip() or None)
     assert msg.content == expected and msg.id == 1234567890123456
+
+
+async def test_create_time_follows_the_fake_clock(
+    pusher: WeChatPusher, callback: Callback, api: FakeWeChatAPI
+) -> None:
+    await pusher.push_enter_session(OPENID, "btn")
+    api.advance(120)
+    await pusher.push_enter_session(OPENID, "btn")
+    first, second = (r.message for r in callback.received)
+    # events deduplicate on FromUserName + CreateTime + Event: these two must differ
+    assert second.time - first.time >= 120

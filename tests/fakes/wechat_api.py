@@ -507,7 +507,7 @@ class FakeWeChatAPI:
             user.typing_until = now + TYPING_LASTS
         else:
             user.typing_until = 0.0
-        self.typing_events.append((openid, command))
+        self.typing_events.append((str(openid), str(command)))
         return dict(OK)
 
     def is_typing(self, openid: str) -> bool:

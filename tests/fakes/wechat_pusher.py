@@ -188,6 +188,12 @@ class WeChatPusher:
             self._session = aiohttp.ClientSession(trust_env=False)
         return self._session
 
+    def _clock(self) -> float:
+        # CreateTime is WeChat's time: follow the fake API's clock so that events pushed
+        # after api.advance() get distinct CreateTimes (events deduplicate on it).
+        # The query timestamp stays wall time: our callback can only compare it to its own.
+        return self.api.now() if self.api is not None else time.time()
+
     # ---------------------------------------------------------------- signing helpers
     @staticmethod
     def fresh_timestamp_nonce() -> tuple[str, str]:
@@ -318,7 +324,7 @@ class WeChatPusher:
         payload: dict[str, Any] = {
             "ToUserName": self.to_user,
             "FromUserName": openid,
-            "CreateTime": create_time if create_time is not None else int(time.time()),
+            "CreateTime": create_time if create_time is not None else int(self._clock()),
             "MsgType": fields["MsgType"],
         }
         rest = {k: v for k, v in fields.items() if k != "MsgType"}
