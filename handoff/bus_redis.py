@@ -263,8 +263,14 @@ class RedisBus:
             try:
                 while True:
                     # push_request: pub/sub messages are "push" replies; ask for them rather than
-                    # letting redis-py hand them to its logging push handler.
-                    response = await conn.read_response(push_request=True)
+                    # letting redis-py hand them to its logging push handler. The pinger makes
+                    # Redis answer at least every ping_interval, so a longer silence means a
+                    # dead peer (a half-open TCP connection would otherwise block forever).
+                    response = await conn.read_response(
+                        push_request=True, timeout=self.ping_interval * 2.5
+                    )
+                    if response is None:  # redis-py's way of saying the read timed out
+                        raise RedisTimeoutError("Redis silent for longer than the ping interval")
                     await self._dispatch(response)
                     delay = self.backoff[0]
             except _CONNECTION_ERRORS as exc:
@@ -280,7 +286,7 @@ class RedisBus:
                 delay = min(delay * 2, self.backoff[1])
                 try:
                     conn = await self._connect_subscriber()
-                except _CONNECTION_ERRORS as exc:
+                except Exception as exc:  # keep trying whatever the failure: never give up
                     self._conn = None
                     log.warning("event bus: Redis reconnect failed, retrying: %s", exc)
                     continue
@@ -336,7 +342,7 @@ class RedisBus:
             sub._deliver(Event(topic, data))
 
     async def _ping_forever(self) -> None:
-        """Ping the subscriber connection so a dead peer is noticed even when nothing is sent."""
+        """Ping the subscriber connection so the reader hears from Redis at least this often."""
         while True:
             await asyncio.sleep(self.ping_interval)
             conn = self._conn

@@ -241,3 +241,71 @@ async def test_start_fails_fast_when_redis_is_unreachable() -> None:
     with pytest.raises(RedisConnectionError):
         await bus.start()
     await bus.close()
+
+
+class FreezableProxy:
+    """A TCP proxy to Redis that can go silent on its open connections, like a dead peer."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.frozen: list[asyncio.Event] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    def freeze_open_connections(self) -> None:
+        for frozen in self.frozen:
+            frozen.set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        frozen = asyncio.Event()
+        self.frozen.append(frozen)
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                if frozen.is_set():
+                    continue  # swallow everything: neither side hears from the other again
+                dst.write(data)
+                await dst.drain()
+
+        await asyncio.gather(
+            pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True
+        )
+        for w in (writer, up_writer):
+            w.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_silent_connection_is_detected_and_replaced(
+    make_bus: Callable[[], RedisBus], redis_url: str, bus_prefix: str
+) -> None:
+    from redis.asyncio.connection import parse_url
+
+    target = parse_url(redis_url)
+    proxy = FreezableProxy(target.get("host", "127.0.0.1"), target.get("port", 6379))
+    port = await proxy.start()
+    bus = RedisBus(
+        f"redis://127.0.0.1:{port}/{target.get('db', 0)}",
+        prefix=bus_prefix,
+        ping_interval=0.1,
+        backoff=(0.02, 0.2),
+    )
+    publisher = make_bus()
+    await publisher.start()
+    await bus.start()
+    try:
+        async with bus.subscribe("console") as sub:
+            await publisher.publish("console", {"n": 1})
+            assert (await next_event(sub)).data == {"n": 1}
+            proxy.freeze_open_connections()  # the socket stays open but nothing gets through
+            await probe_until_delivered(publisher, sub, "console")
+            assert bus.reconnects >= 1
+    finally:
+        await bus.close()
+        await proxy.close()
