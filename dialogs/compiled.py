@@ -36,6 +36,13 @@ class Turn:
         self.finished = False
 
 
+def _turn(event: EventData) -> Turn:
+    """The turn a callback runs for (the machine only ever holds Turn models)."""
+    model = event.model
+    assert isinstance(model, Turn)
+    return model
+
+
 class CompiledScript:
     """One (script id, lang, version) as a transitions Machine shared by all conversations."""
 
@@ -128,7 +135,7 @@ class CompiledScript:
 
     def _enter(self, event: EventData) -> None:
         """Entering a state: run create_lead first (so the text can show the code), then say."""
-        turn: Turn = event.model
+        turn = _turn(event)
         st = self.spec(turn)
         if "create_lead" in st.actions:
             code = turn.slots.get("lead_code")
@@ -152,7 +159,7 @@ class CompiledScript:
 
     def _store_option(self, event: EventData) -> None:
         """A chosen option: its value goes into the captured slot (skip empties the slot)."""
-        turn: Turn = event.model
+        turn = _turn(event)
         st = self.spec(turn)
         value = event.kwargs.get("value")
         if st.capture and value is not None:
@@ -163,7 +170,7 @@ class CompiledScript:
 
     def _capture(self, event: EventData) -> None:
         """Free text goes into the captured slot."""
-        turn: Turn = event.model
+        turn = _turn(event)
         st = self.spec(turn)
         text = event.kwargs.get("text")
         if st.capture and st.on_text and text:
@@ -171,7 +178,7 @@ class CompiledScript:
 
     def _fallback(self, event: EventData) -> None:
         """Unexpected input: the fallback text, then the question again with its options."""
-        turn: Turn = event.model
+        turn = _turn(event)
         st = self.spec(turn)
         fallback = st.fallback or self.script.fallback
         turn.replies.extend(Reply(self.render(turn.slots, t)) for t in fallback)
@@ -180,6 +187,6 @@ class CompiledScript:
 
     def _again(self, event: EventData) -> None:
         """A message after the end: say the last state's texts again (its lead code stays)."""
-        turn: Turn = event.model
+        turn = _turn(event)
         self.say(turn, self.spec(turn))
         turn.finished = self.spec(turn).terminal

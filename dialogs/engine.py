@@ -22,15 +22,20 @@ def normalise(text: str) -> str:
 
 
 def match_option(options: tuple[Option, ...], text: str) -> Option | None:
-    """The option a text picks: by value, by label, or by its 1-based number."""
+    """The option a text picks: by value, label, 1-based number, or a part of one label."""
     key = normalise(text)
     if not key:
         return None
     for opt in options:
         if key == opt.value.casefold() or key == normalise(opt.label):
             return opt
-    if key.isdecimal() and 1 <= int(key) <= len(options):
-        return options[int(key) - 1]
+    if key.isdecimal():
+        return options[int(key) - 1] if 1 <= int(key) <= len(options) else None
+    # A part of exactly one label ("不安全" for "我不安全"); ambiguous parts pick nothing.
+    if len(key) >= 2:
+        partial = [opt for opt in options if key in normalise(opt.label)]
+        if len(partial) == 1:
+            return partial[0]
     return None
 
 

@@ -69,7 +69,7 @@ class _Walker:
             self.problem(node, state, "wrong_type", f"{where} must be a mapping")
             return None
         seen: set[str] = set()
-        out = []
+        out: list[tuple[str, yaml.Node, yaml.Node]] = []
         for knode, vnode in node.value:
             if not self.count(knode):
                 return out

@@ -222,11 +222,11 @@ class _Checker:
         for name in states:
             seen: list[str] = []
             cur: str | None = name
-            while cur in states and cur not in seen:
+            while cur is not None and cur in states and cur not in seen:
                 seen.append(cur)
                 st = states[cur]
                 cur = st.next if not st.waits else None
-            if cur in seen and cur not in reported:
+            if cur is not None and cur in seen and cur not in reported:
                 loop = seen[seen.index(cur) :]
                 reported.update(loop)
                 self.add(
@@ -255,7 +255,7 @@ class _Checker:
         """True when entering this state reaches request_human without the child choosing."""
         seen: set[str] = set()
         cur: str | None = name
-        while cur in self.s.states and cur not in seen:
+        while cur is not None and cur in self.s.states and cur not in seen:
             seen.add(cur)
             st = self.s.states[cur]
             if "request_human" in st.actions:
