@@ -7,6 +7,7 @@ The callbacks do no I/O; they record replies and actions on the turn for the cal
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -58,6 +59,9 @@ class CompiledScript:
         }
         assert tuple(self.callbacks) == CALLBACKS
         self.machine = self._build()
+        # add_model/remove_model mutate the shared machine; a turn run in a worker thread
+        # must not interleave with another on the same script.
+        self._lock = threading.Lock()
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -100,11 +104,12 @@ class CompiledScript:
     @contextmanager
     def bound(self, turn: Turn, state: str) -> Iterator[Turn]:
         """Attach a turn to the shared machine at `state` for the duration of the block."""
-        self.machine.add_model(turn, initial=state)
-        try:
-            yield turn
-        finally:
-            self.machine.remove_model(turn)
+        with self._lock:
+            self.machine.add_model(turn, initial=state)
+            try:
+                yield turn
+            finally:
+                self.machine.remove_model(turn)
 
     def fire(self, turn: Turn, trigger: str, **kwargs: Any) -> None:
         """Fire one trigger, then follow automatic `next` transitions."""

@@ -73,3 +73,9 @@ def test_option_values_are_short_ascii(scripts: dict[str, Script]) -> None:
         for st in script.states.values():
             for opt in st.all_options:
                 assert opt.value.isascii() and len(opt.value) <= 16
+
+
+def test_format_md_example_validates() -> None:
+    doc = (SCRIPTS_DIR.parent / "FORMAT.md").read_text(encoding="utf-8")
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert validate(example) == []
