@@ -1,0 +1,451 @@
+"""The rule detector: normalise, segment with jieba (user dictionary = lexicon), match terms and
+patterns, apply negation / past / hyperbole / report scope, combine signals, decide the subject."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from nlp import rules
+from nlp.lexicon import NO_CATEGORY, Entry, Pattern, load_patterns, load_terms
+from nlp.normalize import _CLAUSE_PUNCT, Normalised, Normaliser
+from nlp.types import CATEGORIES, Assessment, Hit, Level
+
+WINDOW = 400  # characters per window for long texts (assessed in overlapping windows)
+OVERLAP = 60
+MAX_HISTORY = 8  # earlier messages whose signals combine with the current one
+USER_FREQ = 200_000  # jieba frequency for lexicon terms: high enough to stay one token
+
+FIRST_PERSON = frozenset({"我", "俺", "本人", "我们", "咱", "咱们", "人家"})
+THIRD_PERSON = frozenset({"他", "她", "他们", "她们"})
+NEG_SKIP = frozenset(
+    {"想过", "想", "过", "有", "要", "去", "会", "打算", "敢", "再", "真的", "是", "想要", "要去",
+     "想去", "曾", "曾经", "我", "也", "还", "都", "就"}
+)
+ONGOING = ("又", "还", "一直", "经常", "总是", "天天", "每天", "现在", "今天", "老是", "仍然")
+
+
+@dataclass(slots=True)
+class _Match:
+    start: int  # offsets in the normalised text
+    end: int
+    entry: Entry
+    rule: str
+    negated: bool = False
+    past: bool = False
+    subject: str = "self"
+
+    @property
+    def floor(self) -> Level:
+        if (self.negated or self.past) and self.entry.floor > Level.ROUTINE:
+            return Level.ROUTINE
+        return self.entry.floor
+
+    @property
+    def active(self) -> bool:
+        return not (self.negated or self.past)
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything the detector concluded about one text on its own."""
+
+    level: Level
+    categories: tuple[str, ...]
+    subject: str
+    hits: tuple[Hit, ...]
+    signals: frozenset[str]  # active signals, for combination across turns
+    signal_text: tuple[tuple[str, str, str], ...]  # (signal, phrase, category) for history hits
+    capped: bool  # report/resolved cap applied: its signals must not combine across turns
+    subject_hint: str = "none"  # whose signals these are, even when none counts on its own
+
+
+class Detector:
+    """Loaded lexicon, patterns, normaliser and jieba tokenizer; built once per process."""
+
+    def __init__(self) -> None:
+        import jieba
+
+        jieba.setLogLevel(60)  # jieba prints start-up chatter on stderr otherwise
+        self.terms = load_terms()
+        self.patterns: list[Pattern] = load_patterns()
+        self.normalise = Normaliser()
+        tk = jieba.Tokenizer()
+        tk.tmp_dir = _cache_dir()
+        tk.initialize()
+        for term, entry in self.terms.items():
+            if len(term) < 2:
+                continue  # single characters are already in jieba's dictionary
+            strong = entry.category != NO_CATEGORY or entry.floor > Level.NONE or entry.tags & {
+                "hyperbole", "neutral"
+            }
+            have = tk.FREQ.get(term, 0)
+            tk.add_word(term, max(have, USER_FREQ if strong else 2_000))
+        self.tokenizer = tk
+        self.analyse = lru_cache(maxsize=16_384)(self._analyse)
+
+    # ---------------------------------------------------------------- one text
+    def _analyse(self, text: str) -> Analysis:
+        if len(text) > WINDOW:
+            return self._analyse_long(text)
+        norm = self.normalise(text)
+        return self._analyse_norm(text, norm)
+
+    def _analyse_long(self, text: str) -> Analysis:
+        parts = []
+        step = WINDOW - OVERLAP
+        for off in range(0, max(len(text) - OVERLAP, 1), step):
+            part = self.analyse(text[off : off + WINDOW])
+            parts.append((off, part))
+        hits: dict[tuple[int, int, str], Hit] = {}
+        for off, part in parts:
+            for h in part.hits:
+                if h.end == 0 and h.start == 0 and h.rule.startswith("combo:"):
+                    key = (off, off, h.rule)
+                    hits[key] = h
+                    continue
+                moved = Hit(h.text, h.start + off, h.end + off, h.category, h.weight, h.rule)
+                hits.setdefault((moved.start, moved.end, moved.rule), moved)
+        level = max((p.level for _, p in parts), default=Level.NONE)
+        cats = _order_categories({c: p.level for _, p in parts for c in p.categories})
+        subjects = [p.subject for _, p in parts]
+        subject = "self" if "self" in subjects else "other" if "other" in subjects else "none"
+        return Analysis(
+            level,
+            cats,
+            subject,
+            tuple(sorted(hits.values(), key=lambda h: (h.start, h.end))),
+            frozenset().union(*(p.signals for _, p in parts)),
+            tuple(x for _, p in parts for x in p.signal_text),
+            all(p.capped for _, p in parts),
+        )
+
+    def _analyse_norm(self, text: str, norm: Normalised) -> Analysis:
+        s = norm.text
+        if not s.strip():
+            return Analysis(Level.NONE, (), "none", (), frozenset(), (), False)
+        tokens = self._tokens(s)
+        tok_at = [0] * (len(s) + 1)  # character -> index of the token containing it
+        for idx, (_w, a, b) in enumerate(tokens):
+            for k in range(a, b):
+                tok_at[k] = idx
+        clause = _clauses(s, norm.breaks)
+        masks: list[tuple[int, int]] = []
+        matches: list[_Match] = []
+        mod: dict[str, list[tuple[int, int]]] = {}
+        for w, a, b in tokens:
+            e = self.terms.get(w)
+            if e is None:
+                continue
+            if e.tags & {"hyperbole", "neutral"}:
+                masks.append((a, b))
+            elif e.category == NO_CATEGORY and e.weight == 0:
+                for t in e.tags:
+                    mod.setdefault(t, []).append((a, b))
+            else:
+                matches.append(_Match(a, b, e, f"lexicon:{w}"))
+        for p in self.patterns:
+            for m in p.regex.finditer(s):
+                a, b = m.span()
+                if b <= a:
+                    continue
+                if "hyperbole" in p.entry.tags:
+                    masks.append((a, b))
+                else:
+                    matches.append(_Match(a, b, p.entry, f"pattern:{p.entry.name}"))
+        if masks:
+            matches = [m for m in matches if not any(m.start < y and x < m.end for x, y in masks)]
+        negs = {a for a, _b in mod.get("neg", ())}
+        past_clauses = {clause[a] for a, _b in mod.get("past", ())}
+        for m in matches:
+            m.negated = self._negated(m, tokens, tok_at, negs, clause)
+            if clause[m.start] in past_clauses and not _ongoing(s, clause, m.start):
+                m.past = True
+            m.subject = self._subject(m, tokens, tok_at, clause)
+        return self._decide(text, norm, matches, mod)
+
+    def _tokens(self, s: str) -> list[tuple[str, int, int]]:
+        out = []
+        pos = 0
+        for w in self.tokenizer.cut(s, HMM=False):
+            out.append((w, pos, pos + len(w)))
+            pos += len(w)
+        return out
+
+    def _negated(
+        self,
+        m: _Match,
+        tokens: list[tuple[str, int, int]],
+        tok_at: list[int],
+        negs: set[int],
+        clause: list[int],
+    ) -> bool:
+        """A negation token before the hit, with only filler words between (我没想过自杀)."""
+        if not negs or m.entry.tags & {"neg"}:
+            return False
+        i = tok_at[m.start] - 1
+        steps = 0
+        while i >= 0 and steps < 4:
+            w, a, _b = tokens[i]
+            if clause[a] != clause[m.start]:
+                return False
+            if a in negs:
+                return True
+            if w not in NEG_SKIP:
+                return False
+            i -= 1
+            steps += 1
+        return False
+
+    def _subject(
+        self, m: _Match, tokens: list[tuple[str, int, int]], tok_at: list[int], clause: list[int]
+    ) -> str:
+        """'other' when the clause is about another child (我同桌被她爸打), else 'self'."""
+        c = clause[m.start]
+        first = tok_at[m.start]
+        last = tok_at[max(m.end - 1, m.start)]
+        hit_text = "".join(w for w, _a, _b in tokens[first : last + 1])
+        after = tokens[last + 1][0] if last + 1 < len(tokens) else ""
+        if "我" in hit_text:
+            peer = self.terms.get(after)
+            return "other" if peer is not None and "peer" in peer.tags else "self"
+        has_first = has_peer = has_third = False
+        clause_toks = [(k, t) for k, t in enumerate(tokens) if clause[t[1]] == c]
+        for k, (w, _a, _b) in clause_toks:
+            e = self.terms.get(w)
+            if w in FIRST_PERSON:
+                nxt = tokens[k + 1][0] if k + 1 < len(tokens) else ""
+                nxt2 = tokens[k + 2][0] if k + 2 < len(tokens) else ""
+                pe = self.terms.get(nxt) or (self.terms.get(nxt2) if nxt == "的" else None)
+                if pe is not None and "peer" in pe.tags:
+                    has_peer = True
+                else:
+                    has_first = True
+            elif e is not None and "peer" in e.tags:
+                has_peer = True
+            elif w in THIRD_PERSON:
+                has_third = True
+        if has_first:
+            return "self"
+        if has_peer or has_third:
+            return "other"
+        return "self"  # children drop the subject: 又被打了 is about the writer
+
+    # ---------------------------------------------------------------- decision
+    def _decide(
+        self, text: str, norm: Normalised, matches: list[_Match], mod: dict[str, Any]
+    ) -> Analysis:
+        s = norm.text
+        active: set[str] = set()
+        ctx_cat: dict[str, Level] = {}
+        for m in matches:
+            if not m.active:
+                continue
+            active |= m.entry.tags
+            if "means" in m.entry.tags and m.entry.floor >= Level.ROUTINE:
+                active.add("means+")
+            if m.entry.category != NO_CATEGORY:
+                ctx_cat[m.entry.category] = max(ctx_cat.get(m.entry.category, Level.NONE), m.floor)
+        level = Level.NONE
+        cat_level: dict[str, Level] = {}
+        for m in matches:
+            cat = _hit_category(m, ctx_cat)
+            if m.floor > Level.NONE and cat:
+                cat_level[cat] = max(cat_level.get(cat, Level.NONE), m.floor)
+            level = max(level, m.floor)
+        combo_hits: list[Hit] = []
+        for r in rules.fired(active):
+            used = [
+                m for m in matches if m.active and any(g & (m.entry.tags | _derived(m)) for g in r.groups)
+            ]
+            a = min(m.start for m in used)
+            b = max(m.end for m in used)
+            o0, o1 = norm.span(a, b)
+            combo_hits.append(Hit(text[o0:o1], o0, o1, r.category, 3.0, f"combo:{r.name}"))
+            level = max(level, r.level)
+            cat_level[r.category] = max(cat_level.get(r.category, Level.NONE), r.level)
+        # Caps: a resolved past ("以前被打过 现在好了") or a news/class report with no "me"
+        # is recorded (routine) but does not call a human.
+        has_self = any(m.subject == "self" and _first_person_near(s) for m in matches)
+        capped = False
+        if level > Level.ROUTINE:
+            resolved = bool(mod.get("resolved")) and not active & {"now", "tonight", "time"}
+            report = bool(mod.get("report")) and not has_self
+            if resolved or report:
+                level = Level.ROUTINE
+                cat_level = {c: min(v, Level.ROUTINE) for c, v in cat_level.items()}
+                capped = True
+        in_combo = {id(m) for r in rules.fired(active) for m in matches
+                     if m.active and any(g & (m.entry.tags | _derived(m)) for g in r.groups)}
+        hits: list[Hit] = []
+        for m in matches:
+            if m.entry.weight <= 0 or (m.entry.floor == Level.NONE and id(m) not in in_combo):
+                continue
+            o0, o1 = norm.span(m.start, m.end)
+            rule = m.rule + (":negated" if m.negated else "") + (":past" if m.past else "")
+            cat = _hit_category(m, ctx_cat) or "context"
+            hits.append(Hit(text[o0:o1], o0, o1, cat, m.entry.weight, rule))
+        hits = _dedupe(hits) + combo_hits
+        cats = _order_categories({c: v for c, v in cat_level.items() if v > Level.NONE})
+        if not cats:
+            subject = "none"
+        else:
+            subjects = {m.subject for m in matches if m.floor > Level.NONE}
+            subject = "self" if "self" in subjects else "other" if "other" in subjects else "self"
+        sig_text = tuple(
+            (t, s[m.start : m.end], _hit_category(m, ctx_cat) or "")
+            for m in matches
+            if m.active
+            for t in m.entry.tags | _derived(m)
+        )
+        return Analysis(
+            level,
+            cats,
+            subject,
+            tuple(hits),
+            frozenset(active) if not capped else frozenset(),
+            sig_text if not capped else (),
+            capped,
+            subject if subject != "none" else _majority([m.subject for m in matches if m.active]),
+        )
+
+    # ---------------------------------------------------------------- conversation
+    def assess(self, text: str, history: Sequence[str] = ()) -> Assessment:
+        """Assess text in the context of the conversation's earlier messages."""
+        cur = self.analyse(text)
+        past = [self.analyse(h) for h in list(history)[-MAX_HISTORY:]]
+        older = [self.analyse(h) for h in list(history)[:-MAX_HISTORY]] if len(history) > MAX_HISTORY else []
+        level = cur.level
+        cat_level = dict.fromkeys(cur.categories, cur.level)
+        hits = list(cur.hits)
+        for a in past + older:
+            level = max(level, a.level)  # the level of a conversation never drops
+            for c in a.categories:
+                cat_level[c] = max(cat_level.get(c, Level.NONE), a.level)
+        if past:
+            signals = set(cur.signals).union(*(a.signals for a in past))
+            if "means" in signals and any("means+" in a.signals for a in [cur, *past]):
+                signals.add("means+")
+            own = rules.fired(cur.signals)
+            for r in rules.fired(signals):
+                if r in own or any(r in rules.fired(a.signals) for a in past):
+                    continue
+                phrases = [
+                    p for a in [*past, cur] for (t, p, _c) in a.signal_text if any(t in g for g in r.groups)
+                ]
+                hits.append(
+                    Hit("|".join(dict.fromkeys(phrases)), 0, 0, r.category, 3.0, f"history:{r.name}")
+                )
+                level = max(level, r.level)
+                cat_level[r.category] = max(cat_level.get(r.category, Level.NONE), r.level)
+        subject = cur.subject
+        if subject == "none" and level > Level.NONE:
+            for a in [cur, *reversed(past)]:
+                if a.subject_hint != "none":
+                    subject = a.subject_hint
+                    break
+        return Assessment(level, _order_categories(cat_level), subject, tuple(hits))
+
+
+def _majority(subjects: list[str]) -> str:
+    if not subjects:
+        return "none"
+    return "self" if "self" in subjects else "other"
+
+
+def _derived(m: _Match) -> set[str]:
+    return {"means+"} if "means" in m.entry.tags and m.entry.floor >= Level.ROUTINE else set()
+
+
+def _hit_category(m: _Match, ctx: dict[str, Level]) -> str:
+    if m.entry.category != NO_CATEGORY:
+        return m.entry.category
+    if ctx:
+        return max(ctx.items(), key=lambda kv: (kv[1], -CATEGORIES.index(kv[0])))[0]
+    for t in sorted(m.entry.tags):
+        if t in rules.DEFAULT_CATEGORY:
+            return rules.DEFAULT_CATEGORY[t]
+    return ""
+
+
+def _order_categories(cat_level: dict[str, Level]) -> tuple[str, ...]:
+    """Worst first, then the order of CATEGORIES."""
+    cats = [c for c in cat_level if c in CATEGORIES]
+    return tuple(sorted(cats, key=lambda c: (-cat_level[c], CATEGORIES.index(c))))
+
+
+def _dedupe(hits: list[Hit]) -> list[Hit]:
+    """Drop a hit wholly inside another hit of the same category (想死 inside 好想死)."""
+    out = []
+    seen: set[tuple[int, int, str]] = set()
+    for h in hits:
+        if (h.start, h.end, h.category) in seen:
+            continue
+        seen.add((h.start, h.end, h.category))
+        inside = any(
+            o is not h
+            and o.category == h.category
+            and o.start <= h.start
+            and h.end <= o.end
+            and (o.end - o.start) > (h.end - h.start)
+            for o in hits
+        )
+        if not inside:
+            out.append(h)
+    return out
+
+
+def _clauses(s: str, breaks: frozenset[int]) -> list[int]:
+    out = []
+    c = 0
+    for i, ch in enumerate(s):
+        if i in breaks or ch in _CLAUSE_PUNCT or ch.isspace():
+            c += 1
+        out.append(c)
+    out.append(c + 1)
+    return out
+
+
+def _ongoing(s: str, clause: list[int], pos: int) -> bool:
+    c = clause[pos]
+    text = "".join(ch for i, ch in enumerate(s) if clause[i] == c)
+    return any(w in text for w in ONGOING)
+
+
+def _first_person_near(s: str) -> bool:
+    return "我" in s or "俺" in s
+
+
+def _cache_dir() -> str:
+    """./var under the working directory (created), else a private temp dir."""
+    var = Path.cwd() / "var"
+    try:
+        var.mkdir(parents=True, exist_ok=True)
+        probe = var / ".nlp-write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+        return str(var)
+    except OSError:
+        d = Path(tempfile.gettempdir()) / f"qingting-jieba-{os.getuid()}"
+        d.mkdir(parents=True, exist_ok=True)
+        return str(d)
+
+
+_lock = threading.Lock()
+_detector: Detector | None = None
+
+
+def get() -> Detector:
+    """The process-wide detector, built on first use (thread-safe, once)."""
+    global _detector
+    if _detector is None:
+        with _lock:
+            if _detector is None:
+                _detector = Detector()
+    return _detector

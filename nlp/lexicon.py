@@ -1,0 +1,78 @@
+"""The reviewed lexicon and pattern files under nlp/data, loaded into lookup tables."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nlp.types import CATEGORIES, Level
+
+DATA = Path(__file__).parent / "data"
+NO_CATEGORY = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One lexicon term or pattern: what it means when it matches."""
+
+    name: str  # the term itself, or the pattern's name
+    category: str  # one of CATEGORIES, or "-" for modifiers and neutral tokens
+    weight: float
+    floor: Level
+    tags: frozenset[str]
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A regular expression rule over normalised text."""
+
+    regex: re.Pattern[str]
+    entry: Entry
+
+
+def _rows(name: str) -> list[list[str]]:
+    rows = []
+    for n, line in enumerate((DATA / name).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) < 5:
+            raise ValueError(f"{name}:{n}: expected at least 5 tab-separated columns")
+        rows.append(cols)
+    return rows
+
+
+def _entry(name: str, cols: list[str], where: str) -> Entry:
+    category, weight, floor, tags = cols[0], cols[1], cols[2], cols[3]
+    if category != NO_CATEGORY and category not in CATEGORIES:
+        raise ValueError(f"{where}: unknown category {category!r}")
+    return Entry(
+        name=name,
+        category=category,
+        weight=float(weight),
+        floor=Level.parse(floor),
+        tags=frozenset(t.strip() for t in tags.split(",") if t.strip()),
+        comment=cols[4] if len(cols) > 4 else "",
+    )
+
+
+def load_terms() -> dict[str, Entry]:
+    """Lexicon terms (already normalised: Simplified, lower-case) to their entries."""
+    terms: dict[str, Entry] = {}
+    for cols in _rows("lexicon.tsv"):
+        term = cols[0].strip().lower()
+        if term in terms:
+            raise ValueError(f"lexicon.tsv: duplicate term {term!r}")
+        terms[term] = _entry(term, cols[1:], f"lexicon.tsv:{term}")
+    return terms
+
+
+def load_patterns() -> list[Pattern]:
+    """Regex rules in file order."""
+    out = []
+    for cols in _rows("patterns.tsv"):
+        name, rx = cols[0], cols[1]
+        out.append(Pattern(re.compile(rx), _entry(name, cols[2:], f"patterns.tsv:{name}")))
+    return out

@@ -1,0 +1,104 @@
+"""Combination rules: signals that together raise the level (a plan AND the means, hiding AND
+violence). Each rule needs at least one active signal from every one of its groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nlp.types import Level
+
+SUICIDE, SEXUAL, PHYSICAL = "suicide_self_harm", "sexual_abuse", "physical_abuse"
+NEGLECT, BULLYING, ONLINE = "neglect_abandonment", "bullying", "online_harm"
+
+# Signals that show the conversation is about the writer's own death or self-harm.
+S_CTX = frozenset(
+    {"intent", "deathword", "lifeword", "distress", "burden", "leave", "attemptword", "goodbye",
+     "selfharm", "attempt", "method"}
+)
+# Tags derived in the detector: "means+" (a means that counts on its own, floor >= routine).
+TIME_ANY = frozenset({"time", "tonight", "now", "now_weak"})
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A named conjunction of signal groups and the level/category it sets when all are present."""
+
+    name: str
+    level: Level
+    category: str
+    groups: tuple[frozenset[str], ...]
+    why: str
+
+
+def _r(name: str, level: Level, cat: str, why: str, *groups: set[str] | frozenset[str]) -> Rule:
+    return Rule(name, level, cat, tuple(frozenset(g) for g in groups), why)
+
+
+RULES: tuple[Rule, ...] = (
+    # --- suicide and self-harm (SPG warning signs; CTL: means beat the word "suicide") ---
+    _r("plan_and_means", Level.IMMINENT, SUICIDE, "a plan/goodbye and the means",
+       {"plan", "goodbye", "giveaway"}, {"method", "means+"}),
+    _r("method_and_time", Level.IMMINENT, SUICIDE, "a method or means and a time",
+       {"method", "means+"}, TIME_ANY),
+    _r("intent_tonight", Level.IMMINENT, SUICIDE, "a wish to die and 'tonight'",
+       {"intent"}, {"tonight"}),
+    _r("attempt_now", Level.IMMINENT, SUICIDE, "an attempt happening now",
+       {"attempt", "swallow"}, {"now", "now_weak", "time", "tonight"}, S_CTX | {"means+"}),
+    _r("place_now", Level.IMMINENT, SUICIDE, "at a high place / water now with death talk",
+       {"place"}, {"now", "now_weak", "tonight"}, {"intent", "method", "deathword", "goodbye"}),
+    _r("selfharm_bleeding_now", Level.IMMINENT, SUICIDE, "self-harm, injury, now",
+       {"selfharm", "method"}, {"injury"}, {"now", "now_weak", "tonight"}),
+    _r("place_tonight", Level.ROUTINE, SUICIDE, "a high place / water and 'tonight'",
+       {"place"}, {"tonight"}),
+    _r("means_with_death_talk", Level.URGENT, SUICIDE, "means/place/plan with death talk",
+       {"means", "place", "giveaway", "plan"}, S_CTX),
+    _r("swallowed_with_death_talk", Level.URGENT, SUICIDE, "swallowed pills with death talk",
+       {"swallow"}, S_CTX),
+    _r("burden", Level.URGENT, SUICIDE, "feeling a burden with distress",
+       {"burden"}, {"distress", "deathword", "intent", "lifeword"}),
+    _r("selfharm_injury", Level.URGENT, SUICIDE, "self-harm with injury",
+       {"selfharm"}, {"injury"}),
+    # --- violence at home: happening now, hiding from it ---
+    _r("violence_now", Level.IMMINENT, PHYSICAL, "violence happening now",
+       {"violence"}, {"now", "hiding", "locked"}),
+    _r("hiding_from_violence", Level.IMMINENT, PHYSICAL, "hiding from violence or a drunk adult",
+       {"hiding"}, {"violence", "violence_ctx", "drunk", "threat"}),
+    _r("hiding_from_conflict", Level.URGENT, PHYSICAL, "hiding during a fight",
+       {"hiding"}, {"conflict"}),
+    _r("drunk_and_violent", Level.URGENT, PHYSICAL, "a drunk adult smashing or threatening",
+       {"drunk"}, {"violence_ctx", "threat", "conflict", "locked"}),
+    _r("locked_in_danger", Level.IMMINENT, NEGLECT, "locked in with violence/abuse",
+       {"locked"}, {"violence", "threat", "sexual", "drunk"}),
+    _r("threat_and_violence", Level.URGENT, PHYSICAL, "threats with violence",
+       {"threat"}, {"violence", "violence_ctx"}),
+    # --- sexual abuse and grooming ---
+    _r("sexual_now", Level.IMMINENT, SEXUAL, "sexual abuse happening now / locked in",
+       {"sexual"}, {"now", "locked", "hiding", "tonight"}),
+    _r("grooming_secret", Level.URGENT, SEXUAL, "an adult demanding secrecy around touch/gifts",
+       {"secrecy"}, {"sexual_ctx", "gift", "game", "sexual"}),
+    # --- online harm ---
+    _r("sextortion", Level.URGENT, ONLINE, "photos/chat online with threats or secrecy",
+       {"online"}, {"threat", "sexual_ctx", "secrecy"}),
+    _r("online_meeting_secret", Level.URGENT, ONLINE, "meeting an online contact in secret",
+       {"online_ctx", "online", "meet"}, {"secrecy", "gift"}),
+    # --- bullying with injury ---
+    _r("bullying_injury", Level.URGENT, BULLYING, "bullying with injuries or beating",
+       {"bully"}, {"injury", "violence"}),
+)
+
+# Category for a hit on a modifier ("-") when the message gives it no other context.
+DEFAULT_CATEGORY = {
+    "secrecy": SEXUAL,
+    "gift": SEXUAL,
+    "game": SEXUAL,
+    "threat": PHYSICAL,
+    "hiding": PHYSICAL,
+    "injury": PHYSICAL,
+    "locked": NEGLECT,
+    "drunk": NEGLECT,
+}
+
+
+def fired(active: frozenset[str] | set[str]) -> list[Rule]:
+    """Rules whose every group has an active signal."""
+    return [r for r in RULES if all(g & active for g in r.groups)]
