@@ -134,7 +134,9 @@ class CompiledScript:
         for i, text in enumerate(texts):
             last = i == len(texts) - 1
             opts = st.all_options if last else ()
-            turn.replies.append(Reply(self.render(turn.slots, text), opts))
+            rendered = self.render(turn.slots, text)
+            if rendered.strip() or opts:  # e.g. an empty {summary}: say nothing, not ""
+                turn.replies.append(Reply(rendered, opts))
 
     # -- the whitelisted callbacks ---------------------------------------------------------
 

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialogs import DialogEngine, DialogState, ScriptLibrary, Step, is_lead_code
 from dialogs.compiled import CALLBACKS
@@ -254,3 +256,30 @@ def test_option_matching_rules() -> None:
     assert match_option(opts, "安全") is None  # part of two labels: ambiguous
     assert match_option(opts, "0") is None and match_option(opts, "4") is None
     assert match_option(opts, "") is None
+
+
+_WORDS = ["yes", "no", "1", "2", "７", "me", "question", "self_harm", "skip", "ok", "fix", "", "？"]
+
+
+@given(
+    lang=st.sampled_from(["zh-CN", "zh-TW", "en", "xx"]),
+    turns=st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(_WORDS), st.text(max_size=40)),
+            st.sampled_from(list(Level)),
+        ),
+        max_size=25,
+    ),
+)
+@settings(max_examples=150, deadline=None)
+def test_every_message_gets_an_answer(lang: str, turns: list[tuple[str, Level]]) -> None:
+    engine = DialogEngine(_LIB)
+    s = engine.start(lang=lang)
+    assert s.replies
+    for text, level in turns:
+        s = say(engine, s, text, level)
+        assert s.replies and all(r.text.strip() for r in s.replies)
+        assert s.state.state in _LIB.script("intake", s.state.lang).states
+
+
+_LIB = ScriptLibrary.load_dir()
