@@ -92,7 +92,12 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             receiver=pipeline,
             bus=bus,
             http=http,
-            services={"store": store, "start_conversation": pipeline.start_conversation},
+            services={
+                "store": store,
+                "start_conversation": pipeline.start_conversation,
+                "open_web_session": app[CHANNELS]["web"].open_session,  # WeChat login uses it
+                "settings": settings,
+            },
         )
         for channel in app[CHANNELS].values():
             await channel.start(ctx)

@@ -269,7 +269,7 @@ class Pipeline:
                         code,
                         risk_level=int(level),
                         summary=summary_of(slots),
-                        district=_str_or_none(slots.get("district")),
+                        district=_str_or_none(slots.get("district") or slots.get("where")),
                     )
                     await turn.add_event("lead.created", {"code": code})
             elif action.name == "end":

@@ -1,0 +1,55 @@
+"""The `qingting` command: chat in a terminal, db upgrade, dialogs validate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args: list[str], tmp_path: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "QINGTING_VAR_DIR": str(tmp_path / "var"),
+        "QINGTING_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_chat_in_the_terminal_with_numbered_options(tmp_path: Path) -> None:
+    out = run(["chat"], tmp_path, stdin="1\n1\n")
+    assert out.returncode == 0, out.stderr
+    assert "1. 我现在安全" in out.stdout  # options shown as a numbered list
+    assert "这件事是关于谁的" in out.stdout  # typing "1" picked "I am safe"
+    assert "2. 别的小朋友" in out.stdout
+    assert (tmp_path / "var" / "secret.key").exists()  # a key was generated on first run
+    assert "QINGTING_SECRET_KEY is not set" in out.stderr
+
+
+def test_db_upgrade_creates_the_sqlite_file(tmp_path: Path) -> None:
+    out = run(["db", "upgrade"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "var" / "qingting.db").exists()
+    again = run(["db", "upgrade"], tmp_path)
+    assert again.returncode == 0
+
+
+def test_dialogs_validate(tmp_path: Path) -> None:
+    good = ROOT / "dialogs" / "scripts" / "intake.zh-CN.yaml"
+    assert run(["dialogs", "validate", str(good)], tmp_path).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text(encoding="utf-8").replace("next: safe", "next: nowhere", 1))
+    out = run(["dialogs", "validate", str(bad)], tmp_path)
+    assert out.returncode == 1
+    assert "nowhere" in out.stdout and "bad.yaml" in out.stdout
