@@ -102,6 +102,10 @@ class Accounts:
         # Unknown users are checked against this, so they cost the same time as known ones.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
+    def now(self) -> datetime:
+        """The clock this repository uses (injectable for tests)."""
+        return self._clock()
+
     # ---- users ----------------------------------------------------------------------------
 
     async def add_user(self, username: str, role: str, password: str) -> UserView:
