@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Locator,
+    Page,
+    Route,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from bot.app import BUS, CHANNELS, STORE, build_app
 from bot.channels.base import Outbound
@@ -28,7 +37,7 @@ CHROME_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREENSHOT = Path("/tmp/qingting-chat.png")
 LEAD_CODE = re.compile(r"^QT-[A-Z0-9]{4,}$")
 
@@ -51,7 +60,7 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
-    assert server is not None
+    assert isinstance(server, asyncio.Server)
     port = server.sockets[0].getsockname()[1]
     db_path = Path(settings.database_url.split(":///", 1)[1])
     try:
@@ -236,3 +245,49 @@ async def test_urgent_message_shows_emergency_numbers_and_waiting(
     await expect(page.locator("#banner")).to_contain_text("正在和老师聊天")
     await server.app[CHANNELS]["web"].send(sid, [Outbound("我是老师，我在这里陪你。")])
     await expect(page.locator("#log .bubble.person")).to_contain_text("我是老师，我在这里陪你。")
+
+
+async def test_lost_request_is_retried_with_the_same_id(page: Page, server: Server) -> None:
+    """A send whose answer is lost goes again with the same id; the server stores it once."""
+    bodies: list[dict[str, str]] = []
+    dropped = False
+
+    async def flaky(route: Route) -> None:
+        nonlocal dropped
+        bodies.append(json.loads(route.request.post_data or "{}"))
+        if not dropped:  # the server gets and answers it; the answer is lost on the way back
+            dropped = True
+            await route.fetch()
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await open_chat(page, server)
+    await page.route("**/messages", flaky)
+    await option(page, "我现在安全").click()
+    await last_bot(page, "这件事是关于谁的？")
+
+    assert len(bodies) == 2
+    assert bodies[0] == bodies[1]  # same text, same client_message_id
+    assert bodies[0]["text"] == "yes" and bodies[0]["client_message_id"]
+    await expect(page.locator("#log .bubble.me .state")).to_have_count(0)
+    transcript = await server.app[STORE].transcript(await session_id(page))
+    assert [m.text for m in transcript if m.direction == "in"] == ["yes"]
+
+
+async def test_a_session_the_server_no_longer_accepts_is_replaced(
+    page: Page, server: Server
+) -> None:
+    """If the kept token stops working, the page says so kindly and starts a fresh chat."""
+    await open_chat(page, server)
+    old = await session_id(page)
+    await page.evaluate(
+        "() => { const s = JSON.parse(sessionStorage.getItem('qt.chat'));"
+        " s.token = 'not-the-token'; sessionStorage.setItem('qt.chat', JSON.stringify(s)); }"
+    )
+    await page.reload()
+    await expect(page.locator("#notice")).to_contain_text("我们重新开始吧")
+    await expect(option(page, "我现在安全")).to_be_visible()
+    assert await session_id(page) != old
+    await option(page, "我现在安全").click()
+    await last_bot(page, "这件事是关于谁的？")
