@@ -13,8 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from nlp import rules
-from nlp.lexicon import NO_CATEGORY, Entry, Pattern, load_patterns, load_terms
+from nlp.lexicon import (
+    NO_CATEGORY,
+    Entry,
+    Pattern,
+    apply_wish_policy,
+    load_patterns,
+    load_policy,
+    load_terms,
+)
 from nlp.normalize import _CLAUSE_PUNCT, Normalised, Normaliser
+from nlp.stage2 import MODEL as STAGE2_MODEL
+from nlp.stage2 import Stage2
 from nlp.types import CATEGORIES, Assessment, Hit, Level
 
 WINDOW = 400  # characters per window for long texts (assessed in overlapping windows)
@@ -39,17 +49,18 @@ class _Match:
     rule: str
     negated: bool = False
     past: bool = False
+    unanchored: bool = False  # about adults / society, not about a child in this chat
     subject: str = "self"
 
     @property
     def floor(self) -> Level:
-        if (self.negated or self.past) and self.entry.floor > Level.ROUTINE:
+        if (self.negated or self.past or self.unanchored) and self.entry.floor > Level.ROUTINE:
             return Level.ROUTINE
         return self.entry.floor
 
     @property
     def active(self) -> bool:
-        return not (self.negated or self.past)
+        return not (self.negated or self.past or self.unanchored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +80,19 @@ class Analysis:
 class Detector:
     """Loaded lexicon, patterns, normaliser and jieba tokenizer; built once per process."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: dict[str, str] | None = None) -> None:
         import jieba
 
         jieba.setLogLevel(60)  # jieba prints start-up chatter on stderr otherwise
-        self.terms = load_terms()
-        self.patterns: list[Pattern] = load_patterns()
+        self.policy = {**load_policy(), **(policy or {})}
+        wish = Level.parse(self.policy.get("wish_to_die_level", "urgent"))
+        self.terms = {t: apply_wish_policy(e, wish) for t, e in load_terms().items()}
+        self.patterns: list[Pattern] = [
+            Pattern(p.regex, apply_wish_policy(p.entry, wish)) for p in load_patterns()
+        ]
+        self.stage2: Stage2 | None = None
+        if self.policy.get("stage2", "on") == "on" and STAGE2_MODEL.exists():
+            self.stage2 = Stage2(STAGE2_MODEL)
         self.normalise = Normaliser()
         tk = jieba.Tokenizer()
         tk.tmp_dir = _cache_dir()
@@ -157,6 +175,9 @@ class Detector:
                     continue
                 if "hyperbole" in p.entry.tags:
                     masks.append((a, b))
+                elif p.entry.category == NO_CATEGORY and p.entry.weight == 0:
+                    for t in p.entry.tags:
+                        mod.setdefault(t, []).append((a, b))
                 else:
                     matches.append(_Match(a, b, p.entry, f"pattern:{p.entry.name}"))
         if masks:
@@ -168,6 +189,7 @@ class Detector:
             if clause[m.start] in past_clauses and not _ongoing(s, clause, m.start):
                 m.past = True
             m.subject = self._subject(m, tokens, tok_at, clause)
+        _anchor(matches, tokens, mod, s)
         return self._decide(text, norm, matches, mod)
 
     def _tokens(self, s: str) -> list[tuple[str, int, int]]:
@@ -260,10 +282,9 @@ class Detector:
                 cat_level[cat] = max(cat_level.get(cat, Level.NONE), m.floor)
             level = max(level, m.floor)
         combo_hits: list[Hit] = []
-        for r in rules.fired(active):
-            used = [
-                m for m in matches if m.active and any(g & (m.entry.tags | _derived(m)) for g in r.groups)
-            ]
+        in_combo: set[int] = set()
+        for r, used in _local_rules(matches):
+            in_combo |= {id(m) for m in used}
             a = min(m.start for m in used)
             b = max(m.end for m in used)
             o0, o1 = norm.span(a, b)
@@ -281,17 +302,27 @@ class Detector:
                 level = Level.ROUTINE
                 cat_level = {c: min(v, Level.ROUTINE) for c, v in cat_level.items()}
                 capped = True
-        in_combo = {id(m) for r in rules.fired(active) for m in matches
-                     if m.active and any(g & (m.entry.tags | _derived(m)) for g in r.groups)}
         hits: list[Hit] = []
         for m in matches:
             if m.entry.weight <= 0 or (m.entry.floor == Level.NONE and id(m) not in in_combo):
                 continue
             o0, o1 = norm.span(m.start, m.end)
             rule = m.rule + (":negated" if m.negated else "") + (":past" if m.past else "")
+            rule += ":unanchored" if m.unanchored else ""
             cat = _hit_category(m, ctx_cat) or "context"
             hits.append(Hit(text[o0:o1], o0, o1, cat, m.entry.weight, rule))
         hits = _dedupe(hits) + combo_hits
+        if self.stage2 is not None and level < Level.URGENT and not capped:
+            # Gate: only where the rules already see a suicide concern of their own (routine), so
+            # that a model trained on tree-hole posts never judges everyday chat.
+            sui = [m for m in matches if m.active and m.entry.category == rules.SUICIDE]
+            if sui and cat_level.get(rules.SUICIDE, Level.NONE) >= Level.ROUTINE:
+                p = self.stage2.probability(s)
+                if p >= self.stage2.threshold:
+                    o0, o1 = norm.span(min(m.start for m in sui), max(m.end for m in sui))
+                    hits.append(Hit(text[o0:o1], o0, o1, rules.SUICIDE, round(p, 3), f"stage2:p={p:.2f}"))
+                    level = Level.URGENT
+                    cat_level[rules.SUICIDE] = Level.URGENT
         cats = _order_categories({c: v for c, v in cat_level.items() if v > Level.NONE})
         if not cats:
             subject = "none"
@@ -351,6 +382,46 @@ class Detector:
                     subject = a.subject_hint
                     break
         return Assessment(level, _order_categories(cat_level), subject, tuple(hits))
+
+
+def _anchor(matches: list[_Match], tokens: list[tuple[str, int, int]], mod: dict[str, Any], s: str) -> None:
+    """Mark hits that talk about adults or society rather than a child in this chat
+    (gender debates about 强奸, news of a 男子跳楼): they are recorded, not escalated."""
+    has_first = any(w in FIRST_PERSON for w, _a, _b in tokens)
+    has_peer = bool(mod.get("peer"))
+    has_adult = bool(mod.get("adult")) or bool(mod.get("report"))
+    has_third = any(w in THIRD_PERSON for w, _a, _b in tokens)
+    if has_first or has_peer:
+        return
+    for m in matches:
+        if m.entry.floor <= Level.ROUTINE or "我" in s[m.start : m.end]:
+            continue
+        if m.entry.category in (rules.SUICIDE, NO_CATEGORY):
+            m.unanchored = has_adult
+        elif "topic" in m.entry.tags:
+            m.unanchored = True
+        else:
+            m.unanchored = has_adult or has_third
+
+
+NEAR = 25  # signals combine inside one message only when this close (normalised characters)
+
+
+def _local_rules(matches: list[_Match]) -> list[tuple[rules.Rule, list[_Match]]]:
+    """Rules fired by signals near each other, with the matches that satisfied them."""
+    act = [m for m in matches if m.active]
+    out: dict[str, tuple[rules.Rule, list[_Match]]] = {}
+    for anchor in act:
+        near = [m for m in act if m.start < anchor.end + NEAR and anchor.start - NEAR < m.end]
+        tags: set[str] = set()
+        for m in near:
+            tags |= m.entry.tags | _derived(m)
+        for r in rules.fired(tags):
+            if r.name in out:
+                continue
+            used = [m for m in near if any(g & (m.entry.tags | _derived(m)) for g in r.groups)]
+            out[r.name] = (r, used)
+    return list(out.values())
 
 
 def _majority(subjects: list[str]) -> str:

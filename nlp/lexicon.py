@@ -76,3 +76,24 @@ def load_patterns() -> list[Pattern]:
         name, rx = cols[0], cols[1]
         out.append(Pattern(re.compile(rx), _entry(name, cols[2:], f"patterns.tsv:{name}")))
     return out
+
+
+def load_policy() -> dict[str, str]:
+    """Key/value policy knobs from policy.tsv."""
+    out = {}
+    for line in (DATA / "policy.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            cols = line.split("\t")
+            out[cols[0].strip()] = cols[1].strip()
+    return out
+
+
+# Tags that make an 'intent' entry more than a bare wish (they keep their floor under the policy).
+_MORE_THAN_WISH = frozenset({"method", "means", "plan", "attempt", "burden", "time", "goodbye"})
+
+
+def apply_wish_policy(entry: Entry, wish_level: Level) -> Entry:
+    """Cap a bare wish-to-die entry at the policy level."""
+    if "intent" in entry.tags and not entry.tags & _MORE_THAN_WISH and entry.floor > wish_level:
+        return Entry(entry.name, entry.category, entry.weight, wish_level, entry.tags, entry.comment)
+    return entry

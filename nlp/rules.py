@@ -54,6 +54,8 @@ RULES: tuple[Rule, ...] = (
        {"means", "place", "giveaway", "plan"}, S_CTX),
     _r("swallowed_with_death_talk", Level.URGENT, SUICIDE, "swallowed pills with death talk",
        {"swallow"}, S_CTX),
+    _r("weak_plan_with_intent", Level.URGENT, SUICIDE, "'ready', 'last time' with a wish/method",
+       {"plan_weak"}, {"intent", "method", "means+"}),
     _r("burden", Level.URGENT, SUICIDE, "feeling a burden with distress",
        {"burden"}, {"distress", "deathword", "intent", "lifeword"}),
     _r("selfharm_injury", Level.URGENT, SUICIDE, "self-harm with injury",
@@ -78,7 +80,7 @@ RULES: tuple[Rule, ...] = (
        {"secrecy"}, {"sexual_ctx", "gift", "game", "sexual"}),
     # --- online harm ---
     _r("sextortion", Level.URGENT, ONLINE, "photos/chat online with threats or secrecy",
-       {"online"}, {"threat", "sexual_ctx", "secrecy"}),
+       {"online"}, {"threat", "sexual_ctx", "secrecy", "expose"}),
     _r("online_meeting_secret", Level.URGENT, ONLINE, "meeting an online contact in secret",
        {"online_ctx", "online", "meet"}, {"secrecy", "gift"}),
     # --- bullying with injury ---
