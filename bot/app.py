@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,22 @@ from bot.channels.base import Channel, ChannelContext, Outbound
 from bot.channels.webchat import WebChatChannel
 from bot.config import Settings
 from bot.errors import json_errors
+from bot.keys import (
+    BUS,
+    CHANNELS,
+    DIALOGS,
+    HANDOFF,
+    HTTP,
+    LIBRARY,
+    PIPELINE,
+    SETTINGS,
+    STORE,
+    TASKS,
+)
 from bot.pipeline import Pipeline
 from dialogs import DialogEngine, ScriptLibrary
-from handoff.bus import EventBus, create_bus
-from handoff.desk import Desk
+from handoff.bus import create_bus
+from handoff.service import HandoffService, Policy
 from storage.crypto import Vault, load_or_create_secret
 from storage.migrate import upgrade
 from storage.store import Store
@@ -29,17 +42,6 @@ from storage.views import ConversationView
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-
-SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
-BUS = web.AppKey("bus", EventBus)
-PIPELINE = web.AppKey("pipeline", Pipeline)
-DESK = web.AppKey("desk", Desk)
-DIALOGS = web.AppKey("dialogs", DialogEngine)
-LIBRARY = web.AppKey("library", ScriptLibrary)
-CHANNELS = web.AppKey("channels", dict[str, Channel])
-HTTP = web.AppKey("http", aiohttp.ClientSession)
-TASKS = web.AppKey("tasks", set[asyncio.Task[Any]])
 
 
 def load_library(settings: Settings) -> ScriptLibrary:
@@ -83,11 +85,16 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         bus = create_bus(settings.redis_url)
         await bus.start()
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        desk = Desk(bus)
+        handoff = HandoffService(
+            store,
+            bus,
+            lambda conv, texts: deliver(app, conv, [Outbound(t) for t in texts]),
+            policy_of(settings),
+        )
         engine = DialogEngine(app[LIBRARY])
-        pipeline = Pipeline(store, engine, nlp.assess, desk, default_lang=settings.default_lang)
+        pipeline = Pipeline(store, engine, nlp.assess, handoff, default_lang=settings.default_lang)
         app[STORE], app[BUS], app[HTTP] = store, bus, http
-        app[DESK], app[DIALOGS], app[PIPELINE] = desk, engine, pipeline
+        app[HANDOFF], app[DIALOGS], app[PIPELINE] = handoff, engine, pipeline
         ctx = ChannelContext(
             receiver=pipeline,
             bus=bus,
@@ -103,6 +110,7 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             await channel.start(ctx)
         if settings.recover_unanswered:
             spawn(app, recover(app))
+        spawn(app, handoff_clock(app))
         yield
         for task in list(app[TASKS]):
             task.cancel()
@@ -114,6 +122,9 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await store.close()
 
     app.cleanup_ctx.append(resources)
+    from bot.console.api import setup_console  # imports bot.keys; kept here to avoid a cycle
+
+    setup_console(app)
     app.router.add_get("/healthz", healthz)
     for channel in app[CHANNELS].values():
         app.router.add_routes(channel.routes())
@@ -146,6 +157,28 @@ async def recover(app: web.Application) -> None:
         n = await app[PIPELINE].recover(lambda c, m: deliver(app, c, m))
         if n:
             log.warning("answered %d message(s) left unanswered by a previous run", n)
+
+
+def policy_of(settings: Settings) -> Policy:
+    """Handoff timings from the settings."""
+    return Policy(
+        sla_urgent=timedelta(seconds=settings.sla_urgent_seconds),
+        sla_imminent=timedelta(seconds=settings.sla_imminent_seconds),
+        reassure_every=timedelta(seconds=settings.reassure_seconds),
+        capacity=settings.volunteer_capacity,
+    )
+
+
+async def handoff_clock(app: web.Application, period: float = 1.0) -> None:
+    """Once a second: SLA escalation and reassurance of waiting children."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await app[HANDOFF].tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bad tick must not stop the clock; the next one retries
+            log.exception("handoff tick failed")
 
 
 async def healthz(request: web.Request) -> web.Response:

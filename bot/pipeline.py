@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.channels.base import Inbound, Outbound, QuickReply
-from bot.notices import notice
 from dialogs.types import DialogState, Reply, Step
+from handoff.notices import notice
 from nlp.types import Assessment, Level
 from storage.models import utcnow
 from storage.store import Store, Turn
@@ -263,7 +263,7 @@ class Pipeline:
                 notes.append("queued")
             elif action.name == "create_lead":
                 slots = turn.conversation.slots
-                code = str(action.args.get("code") or slots.get("lead_code", ""))
+                code = str(action.args.get("lead_code") or slots.get("lead_code", ""))
                 if code:
                     await turn.upsert_lead(
                         code,

@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.pipeline import ConversationClosed, Pipeline
 from dialogs import DialogEngine, ScriptLibrary
 from handoff.bus import create_bus
-from handoff.desk import Desk
+from handoff.service import HandoffService
 from storage.crypto import Vault, load_or_create_secret
 from storage.migrate import upgrade
 from storage.store import Store
@@ -44,7 +44,12 @@ async def run_terminal_chat(
     bus = create_bus(None)
     await bus.start()
     try:
-        pipeline = Pipeline(store, DialogEngine(ScriptLibrary.load_dir()), nlp.assess, Desk(bus))
+
+        async def nowhere(_conv: object, _texts: object) -> None:
+            """The terminal has no late replies: nobody can take over a terminal chat."""
+
+        handoff = HandoffService(store, bus, nowhere)
+        pipeline = Pipeline(store, DialogEngine(ScriptLibrary.load_dir()), nlp.assess, handoff)
         address = f"tty-{uuid.uuid4().hex[:12]}"
         conv, greeting = await pipeline.start_conversation(
             "cli", address, script_id=script, lang=lang, conversation_id=uuid.uuid4().hex

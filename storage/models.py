@@ -49,6 +49,7 @@ class Conversation(Base):
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     flags: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     assigned_to: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -107,7 +108,7 @@ class Lead(Base):
     category: Mapped[str | None] = mapped_column(String(32), nullable=True)
     risk_level: Mapped[int] = mapped_column(Integer, default=0)
     summary_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    district: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    district_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # child-typed
     state: Mapped[str] = mapped_column(String(16), default="accepted")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import and_, delete, event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -520,6 +520,7 @@ class Store:
             updated_at=_aware(r.updated_at),
             last_inbound_at=_aware(r.last_inbound_at) if r.last_inbound_at else None,
             closed_at=_aware(r.closed_at) if r.closed_at else None,
+            waiting_since=_aware(r.waiting_since) if r.waiting_since else None,
         )
 
     def _msg_view(self, r: Message) -> MessageView:
@@ -553,7 +554,7 @@ class Store:
             category=r.category,
             risk_level=r.risk_level,
             summary=self.vault.decrypt(r.summary_enc) if r.summary_enc else None,
-            district=r.district,
+            district=self.vault.decrypt(r.district_enc) if r.district_enc else None,
             state=r.state,
             created_at=_aware(r.created_at),
             updated_at=_aware(r.updated_at),
@@ -568,6 +569,72 @@ class Turn:
         self._s = session
         self._row = row
         self.conversation = store._conv_view(row)
+
+    async def message(self, message_id: int) -> MessageView:
+        """One message of this conversation, read inside the turn."""
+        row = await self._s.get(Message, message_id)
+        if row is None or row.conversation_id != self._row.id:
+            raise LookupError(f"message {message_id} is not in conversation {self._row.id}")
+        return self._store._msg_view(row)
+
+    async def replies_to(self, message_id: int) -> list[MessageView]:
+        """Outbound messages already stored in answer to message_id."""
+        q = (
+            select(Message)
+            .where(Message.in_reply_to == message_id, Message.direction == "out")
+            .order_by(Message.id)
+        )
+        return [self._store._msg_view(r) for r in (await self._s.execute(q)).scalars()]
+
+    async def history(self, before_id: int, limit: int = 30) -> list[str]:
+        """The child's earlier texts in this conversation, oldest first."""
+        q = (
+            select(Message.body_enc)
+            .where(
+                Message.conversation_id == self._row.id,
+                Message.direction == "in",
+                Message.id < before_id,
+            )
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        rows = list((await self._s.execute(q)).scalars())
+        return [self._store.vault.decrypt(b) for b in reversed(rows)]
+
+    async def waiting_ahead(self) -> int:
+        """How many waiting conversations rank before this one (higher risk, or same and older)."""
+        me = self._row
+        since = me.waiting_since or utcnow()
+        q = (
+            select(func.count())
+            .select_from(Conversation)
+            .where(
+                Conversation.mode == "waiting",
+                Conversation.id != me.id,
+                or_(
+                    Conversation.risk_level > me.risk_level,
+                    and_(
+                        Conversation.risk_level == me.risk_level,
+                        Conversation.waiting_since < since,
+                    ),
+                ),
+            )
+        )
+        return int((await self._s.execute(q)).scalar_one())
+
+    async def assign(self, user_id: int | None) -> None:
+        """End the current holder's assignment and start user_id's (None: nobody holds it)."""
+        from storage.models_handoff import Assignment
+
+        now = utcnow()
+        await self._s.execute(
+            update(Assignment)
+            .where(Assignment.conversation_id == self._row.id, Assignment.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+        if user_id is not None:
+            self._s.add(Assignment(conversation_id=self._row.id, user_id=user_id, started_at=now))
+        await self.update(assigned_to=user_id)
 
     async def update(self, **changes: Any) -> ConversationView:
         """Change conversation columns (state, slots, mode, risk_level, categories, flags...)."""
@@ -659,11 +726,13 @@ class Turn:
                 risk_level=risk_level,
             )
             self._s.add(row)
+        elif row.conversation_id != self._row.id:
+            raise ValueError(f"lead code {code} belongs to another conversation")
         row.risk_level = max(row.risk_level or 0, risk_level)
         if summary is not None:
             row.summary_enc = self._store.vault.encrypt(summary)
         if district is not None:
-            row.district = district
+            row.district_enc = self._store.vault.encrypt(district)
         if category is not None:
             row.category = category
         row.updated_at = now

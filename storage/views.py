@@ -30,6 +30,7 @@ class ConversationView:
     updated_at: datetime
     last_inbound_at: datetime | None = None
     closed_at: datetime | None = None
+    waiting_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from storage import models_accounts, models_handoff  # noqa: F401  (register their tables)
 from storage.models import Base
 
 config = context.config
