@@ -130,6 +130,7 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         app.router.add_routes(channel.routes())
     app.router.add_get("/", page("chat.html"))
     app.router.add_get("/exit", page("exit.html"))
+    app.router.add_get("/console", page("console.html"))
     app.router.add_static("/static/", STATIC, show_index=False)
     return app
 
