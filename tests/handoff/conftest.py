@@ -7,17 +7,13 @@ import uuid
 
 import pytest
 
+from tests.conftest import need
+
 
 @pytest.fixture
 def redis_url() -> str:
     """The Redis used by tests, from QINGTING_TEST_REDIS_URL; skip the test when unset."""
-    url = os.environ.get("QINGTING_TEST_REDIS_URL")
-    if not url:
-        pytest.skip(
-            "QINGTING_TEST_REDIS_URL is not set; set it (e.g. redis://127.0.0.1:6379/0) "
-            "to run the Redis event bus tests"
-        )
-    return url
+    return need(os.environ.get("QINGTING_TEST_REDIS_URL"), "QINGTING_TEST_REDIS_URL")
 
 
 @pytest.fixture
