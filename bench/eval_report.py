@@ -32,7 +32,7 @@ def main() -> None:
         print(f"######## policy: {name} {d.policy}")
         for f in files:
             t0 = time.perf_counter()
-            rep = evaluate(read_rows(f), lambda t: d.assess(t))
+            rep = evaluate(read_rows(f), d.assess)
             format_report(rep, f.name, sys.stdout)
             print(f"({time.perf_counter() - t0:.2f} s)\n")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,6 +21,8 @@ class Row:
     imminent: bool | None = None
     gold: str | None = None  # gold level label for the confusion table ('7' or 'urgent')
     categories: tuple[str, ...] | None = None
+    history: tuple[str, ...] = ()
+    subject: str | None = None
 
 
 def read_rows(path: str | Path) -> list[Row]:
@@ -43,8 +45,9 @@ def read_rows(path: str | Path) -> list[Row]:
 
 def _row(d: dict[str, Any]) -> Row:
     text = str(d.get("text", ""))
-    if "texts" in d and isinstance(d["texts"], list):
-        text = "\n".join(map(str, d["texts"]))
+    history: tuple[str, ...] = tuple(map(str, d.get("history", ()) or ()))
+    if isinstance(d.get("texts"), list) and d["texts"]:
+        text, history = str(d["texts"][-1]), tuple(map(str, d["texts"][:-1]))
     human = imminent = None
     gold = None
     lvl = d.get("level", d.get("urgency"))
@@ -61,7 +64,16 @@ def _row(d: dict[str, Any]) -> Row:
     cats = d.get("categories", d.get("category"))
     if isinstance(cats, str):
         cats = [cats] if cats else []
-    return Row(text, human, imminent, gold, tuple(cats) if cats is not None else None)
+    subject = d.get("subject")
+    return Row(
+        text,
+        human,
+        imminent,
+        gold,
+        tuple(cats) if cats is not None else None,
+        history,
+        str(subject) if subject is not None else None,
+    )
 
 
 @dataclass
@@ -80,6 +92,8 @@ class Report:
     imminent_as_imminent: int = 0
     confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
     cat: dict[str, Counter[str]] = field(default_factory=dict)
+    subject_ok: int = 0
+    subject_n: int = 0
     misses: list[str] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)
 
@@ -93,13 +107,13 @@ class Report:
 
 def evaluate(
     rows: Iterable[Row],
-    assess: Callable[[str], Assessment],
+    assess: Callable[[str, Sequence[str]], Assessment],
     progress: Callable[[int], None] | None = None,
 ) -> Report:
     """Run assess on every row and count."""
     rep = Report()
     for i, row in enumerate(rows):
-        a = assess(row.text)
+        a = assess(row.text, row.history)
         rep.n += 1
         human = a.level >= Level.URGENT
         rep.to_human += human
@@ -129,6 +143,9 @@ def evaluate(
                 cnt["tp"] += c in gold and c in pred
                 cnt["fp"] += c not in gold and c in pred
                 cnt["fn"] += c in gold and c not in pred
+        if row.subject is not None and row.subject != "none" and a.level >= Level.ROUTINE:
+            rep.subject_n += 1
+            rep.subject_ok += a.subject == row.subject
         if progress is not None:
             progress(i + 1)
     return rep
@@ -144,6 +161,8 @@ def format_report(rep: Report, name: str, out: TextIO) -> None:
         w(f"(tp {rep.tp} fp {rep.fp} fn {rep.fn} tn {rep.tn})\n")
     w(f"share sent to a human: {rep.to_human / max(rep.n, 1):.2%} ({rep.to_human})\n")
     w(f"share at least routine: {rep.at_least_routine / max(rep.n, 1):.2%}\n")
+    if rep.subject_n:
+        w(f"subject right (flagged rows): {rep.subject_ok / rep.subject_n:.2%} of {rep.subject_n}\n")
     if rep.imminent_rows:
         w(
             f"imminent-labelled rows: {rep.imminent_rows}; to a human "
