@@ -267,6 +267,7 @@
     if (closed || (mode === 'human' && was !== 'human')) setOptions([]);
     if (closed) stopWs();
     save();
+    scrollDown(); // the banner or the end panel changed the height of the message area
   }
 
   function showNotice(text) {

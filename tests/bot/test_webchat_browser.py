@@ -163,8 +163,15 @@ async def test_child_completes_the_intake_by_tapping_and_typing(page: Page, serv
     mine = await page.locator("#log .bubble.me .text").all_inner_texts()
     assert mine == ["我现在安全", "我自己", "被欺负", story, "这几天", district, "先不用", "对的"]
 
-    store = server.app[STORE]
     sid = await session_id(page)
+
+    await page.get_by_role("button", name="重新开始").click()
+    await expect(page.locator("#log .bubble.me")).to_have_count(0)
+    await expect(option(page, "我现在安全")).to_be_visible()
+    await expect(box).to_be_enabled()
+    assert await session_id(page) != sid
+
+    store = server.app[STORE]
     conv = await store.get_conversation(sid)
     assert conv is not None and conv.mode == "closed"
     assert conv.slots["story"] == story
