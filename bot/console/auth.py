@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 from aiohttp import web
 from yarl import URL
 
-from bot.app import STORE
 from bot.errors import ApiError, json_object
+from bot.keys import STORE
 from storage.accounts import AccountLocked, Accounts, LoginFailed, UserView
 from storage.models_accounts import ROLES
 
@@ -32,7 +32,8 @@ CONSOLE_PREFIX = "/api/console/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_FIELD = 1024  # longer usernames/passwords are refused before argon2 sees them
 
-_SESSION = "qt_console_session"  # request key: (UserView, csrf) once looked up
+# (UserView, csrf) once looked up for this request
+_SESSION = web.RequestKey("qt_console_session", tuple[UserView, str])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
