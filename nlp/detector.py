@@ -30,6 +30,7 @@ from nlp.types import CATEGORIES, Assessment, Hit, Level
 WINDOW = 400  # characters per window for long texts (assessed in overlapping windows)
 OVERLAP = 60
 MAX_HISTORY = 8  # earlier messages whose signals combine with the current one
+STAGE2_MIN_CHARS = 12  # below this a bag of n-grams says more about the intercept than the text
 USER_FREQ = 200_000  # jieba frequency for lexicon terms: high enough to stay one token
 
 FIRST_PERSON = frozenset({"我", "俺", "本人", "我们", "咱", "咱们", "人家"})
@@ -54,6 +55,8 @@ class _Match:
 
     @property
     def floor(self) -> Level:
+        if self.negated and self.entry.category == rules.SUICIDE:
+            return Level.ROUTINE  # "我没想过死": the topic came up; record it, no alarm
         if (self.negated or self.past or self.unanchored) and self.entry.floor > Level.ROUTINE:
             return Level.ROUTINE
         return self.entry.floor
@@ -174,7 +177,8 @@ class Detector:
                 if b <= a:
                     continue
                 if "hyperbole" in p.entry.tags:
-                    masks.append((a, b))
+                    if not any(a < k < b for k in norm.breaks):  # not across "累 想死"
+                        masks.append((a, b))
                 elif p.entry.category == NO_CATEGORY and p.entry.weight == 0:
                     for t in p.entry.tags:
                         mod.setdefault(t, []).append((a, b))
@@ -253,7 +257,7 @@ class Detector:
                 has_peer = True
             elif w in THIRD_PERSON:
                 has_third = True
-        if has_first:
+        if has_first and not (has_peer and "我们" in hit_text + "".join(w for _k, (w, _a, _b) in clause_toks) and "我" not in "".join(w for _k, (w, _a, _b) in clause_toks).replace("我们", "")):
             return "self"
         if has_peer or has_third:
             return "other"
@@ -315,8 +319,15 @@ class Detector:
         if self.stage2 is not None and level < Level.URGENT and not capped:
             # Gate: only where the rules already see a suicide concern of their own (routine), so
             # that a model trained on tree-hole posts never judges everyday chat.
-            sui = [m for m in matches if m.active and m.entry.category == rules.SUICIDE]
-            if sui and cat_level.get(rules.SUICIDE, Level.NONE) >= Level.ROUTINE:
+            sui = [
+                m
+                for m in matches
+                if m.active
+                and m.entry.category == rules.SUICIDE
+                and m.floor >= Level.ROUTINE
+                and m.entry.tags & rules.S_CTX
+            ]
+            if sui and len(s) >= STAGE2_MIN_CHARS and not mod.get("report"):
                 p = self.stage2.probability(s)
                 if p >= self.stage2.threshold:
                     o0, o1 = norm.span(min(m.start for m in sui), max(m.end for m in sui))
@@ -327,7 +338,7 @@ class Detector:
         if not cats:
             subject = "none"
         else:
-            subjects = {m.subject for m in matches if m.floor > Level.NONE}
+            subjects = {m.subject for m in matches if m.floor > Level.NONE or id(m) in in_combo}
             subject = "self" if "self" in subjects else "other" if "other" in subjects else "self"
         sig_text = tuple(
             (t, s[m.start : m.end], _hit_category(m, ctx_cat) or "")
@@ -387,8 +398,20 @@ class Detector:
 def _anchor(matches: list[_Match], tokens: list[tuple[str, int, int]], mod: dict[str, Any], s: str) -> None:
     """Mark hits that talk about adults or society rather than a child in this chat
     (gender debates about 强奸, news of a 男子跳楼): they are recorded, not escalated."""
-    has_first = any(w in FIRST_PERSON for w, _a, _b in tokens)
+    has_first = "我" in s or "俺" in s
     has_peer = bool(mod.get("peer"))
+    # Fiction / news / class right before a mention ("小说叫做遗书", "新闻说一名男子跳楼"):
+    # recorded, not escalated, unless the writer speaks about themself in between.
+    for m in matches:
+        if "intent" in m.entry.tags or m.entry.floor <= Level.ROUTINE:
+            continue
+        for a, b in mod.get("report", ()):
+            if b <= m.start and m.start - b <= 12 and "我" not in s[b : m.start]:
+                m.unanchored = True
+    if mod.get("joke"):
+        for m in matches:
+            if m.entry.category not in (rules.SUICIDE, NO_CATEGORY):
+                m.unanchored = True
     has_adult = bool(mod.get("adult")) or bool(mod.get("report"))
     has_third = any(w in THIRD_PERSON for w, _a, _b in tokens)
     if has_first or has_peer:
