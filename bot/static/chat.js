@@ -407,7 +407,8 @@
         if (res.status === 200) {
           setEntryStatus(item.cid, '');
           showNotice('');
-          var last = showReplies(res.data.replies, res.data.mode === 'human' ? 'person' : 'bot');
+          // HTTP answers come from the service (script, notices); volunteers speak over the WS.
+          var last = showReplies(res.data.replies, 'bot');
           setOptions(last ? last.options : []);
           setMode(res.data.mode || 'bot');
           continue;
