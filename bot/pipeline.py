@@ -230,9 +230,15 @@ class Pipeline:
             out.append(Outbound(notice("waiting_hold", lang, position=position)))
             return out, notes, False
 
-        # Bot mode: urgent risk goes to a human before anything the script would say.
-        if level >= Level.URGENT:
-            if level == Level.IMMINENT:
+        # Bot mode: urgent risk goes to a human before anything the script would say. Once a
+        # volunteer has seen the chat and handed it back, only new evidence re-queues it: a
+        # higher level, or this message alone being urgent (so calm words after a release are
+        # answered by the script, and a fresh threat is never missed).
+        alone = assessment if not history else self.assess(text, ())
+        if level >= Level.URGENT and (
+            not conv.flags.get("human_seen") or level > before or alone.level >= Level.URGENT
+        ):
+            if newly_imminent or alone.level == Level.IMMINENT:
                 out.append(Outbound(notice("emergency", lang)))
             out += await self._request_human(turn, reason="detector", level=level)
             notes.append("queued")
@@ -247,7 +253,7 @@ class Pipeline:
         state = DialogState(
             conv.script_id, conv.script_lang, conv.script_version, conv.state, conv.slots
         )
-        step = self.dialogs.step(state, text, level)
+        step = self.dialogs.step(state, text, alone.level)  # the script reacts to new words only
         out += [to_outbound(r) for r in step.replies]
         await turn.update(
             state=step.state.state,

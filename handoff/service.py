@@ -214,7 +214,9 @@ class HandoffService:
                     else f"conversation is {conv.mode}"
                 )
             await turn.assign(user_id)
-            conv = await turn.update(mode="human", waiting_since=None)
+            conv = await turn.update(
+                mode="human", waiting_since=None, flags={**conv.flags, "human_seen": True}
+            )
             await turn.add_event("handoff.accepted", {"user_id": user_id}, actor=username)
             text = notice("volunteer_joined", conv.script_lang)
             await turn.add_outbound(text, sender="system")

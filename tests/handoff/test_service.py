@@ -86,7 +86,7 @@ async def desk(database_url: str):
     await store.close()
 
 
-async def drain(sub, n: int, timeout: float = 2.0) -> list[dict[str, Any]]:
+async def drain(sub, n: int, timeout: float = 2.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
     out = []
     for _ in range(n):
         event = await asyncio.wait_for(sub.__anext__(), timeout)
