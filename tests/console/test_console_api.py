@@ -149,7 +149,7 @@ async def test_an_urgent_chat_reaches_a_volunteer_and_back(client, consoles) -> 
         next(i for i, m in enumerate(detail["messages"]) if m["direction"] == "in")
     ]
     assert first["hits"] and {"start", "end", "rule", "category"} <= set(first["hits"][0])
-    status, marked = await winner.post(
+    status, _marked = await winner.post(
         f"/api/console/conversations/{chat.id}/hits",
         {"message_id": first["id"], "index": 0, "verdict": "confirmed"},
     )
@@ -163,7 +163,7 @@ async def test_an_urgent_chat_reaches_a_volunteer_and_back(client, consoles) -> 
     code = closed["lead"]["code"]
     lead = await client.app[STORE].lead_by_code(code)
     assert lead is not None and lead.category == "criminal" and lead.risk_level >= 2
-    status, body = await chat.post("还在吗")
+    status, _body = await chat.post("还在吗")
     assert status == 409  # the chat has ended for the child too
 
 
@@ -244,7 +244,7 @@ async def test_roles_and_csrf(client, consoles) -> None:
     adam = await consoles("adam", connect=False)
     status, _ = await alice.post("/api/console/canned", {"title": "x", "text": "y"})
     assert status == 403
-    status, saved = await adam.post("/api/console/canned", {"title": "安慰", "text": "你很勇敢"})
+    status, _saved = await adam.post("/api/console/canned", {"title": "安慰", "text": "你很勇敢"})
     assert status == 200
     _, canned = await alice.get("/api/console/canned?lang=zh-CN")
     assert "你很勇敢" in [c["text"] for c in canned["canned"]]
