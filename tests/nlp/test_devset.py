@@ -1,0 +1,50 @@
+"""Regression guard on the labelled dev set (tests/data/dev.jsonl): floors, not a test-set tune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nlp import assess
+from nlp.evaluate import evaluate, read_rows
+from nlp.types import CATEGORIES
+
+DEV = Path(__file__).resolve().parents[1] / "data" / "dev.jsonl"
+
+
+@pytest.fixture(scope="module")
+def report():  # type: ignore[no-untyped-def]
+    return evaluate(read_rows(DEV), assess)
+
+
+def test_dev_set_is_big_and_covers_everything() -> None:
+    rows = read_rows(DEV)
+    assert len(rows) >= 400
+    cats = {c for r in rows for c in (r.categories or ())}
+    assert cats == set(CATEGORIES)
+    assert {r.gold for r in rows} == {"none", "routine", "urgent", "imminent"}
+    assert sum(r.gold == "none" for r in rows) >= 150  # hard negatives
+    assert any(r.history for r in rows)
+
+
+def test_reach_a_human_floors(report) -> None:  # type: ignore[no-untyped-def]
+    p, r, _f = report.prf()
+    assert r >= 0.95, report.misses
+    assert p >= 0.90, report.false_alarms
+
+
+def test_every_imminent_row_reaches_a_human(report) -> None:  # type: ignore[no-untyped-def]
+    assert report.imminent_to_human == report.imminent_rows
+    assert report.imminent_as_imminent >= 0.85 * report.imminent_rows
+
+
+def test_category_floors(report) -> None:  # type: ignore[no-untyped-def]
+    for cat, cnt in report.cat.items():
+        tp, fp, fn = cnt["tp"], cnt["fp"], cnt["fn"]
+        assert tp / (tp + fn) >= 0.9, cat
+        assert tp / (tp + fp) >= 0.75, cat
+
+
+def test_subject_floor(report) -> None:  # type: ignore[no-untyped-def]
+    assert report.subject_ok >= 0.9 * report.subject_n
