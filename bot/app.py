@@ -90,6 +90,7 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             bus,
             lambda conv, texts: deliver(app, conv, [Outbound(t) for t in texts]),
             policy_of(settings),
+            mode_changed=lambda conv: mode_changed(app, conv),
         )
         engine = DialogEngine(app[LIBRARY])
         pipeline = Pipeline(store, engine, nlp.assess, handoff, default_lang=settings.default_lang)
@@ -150,6 +151,14 @@ async def deliver(app: web.Application, conv: ConversationView, msgs: Sequence[O
         log.error("conversation %s is on channel %r, which is off", conv.id, conv.channel)
         return
     await channel.send(conv.address, msgs)
+
+
+async def mode_changed(app: web.Application, conv: ConversationView) -> None:
+    """Tell the child's channel who answers now, if it can show that (the web chat can)."""
+    channel = app[CHANNELS].get(conv.channel)
+    show = getattr(channel, "show_mode", None)
+    if show is not None:
+        await show(conv.address, conv.mode)
 
 
 async def recover(app: web.Application) -> None:

@@ -18,6 +18,7 @@ from storage.views import ConversationView, LeadView, MessageView
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[ConversationView, Sequence[str]], Awaitable[None]]
+ModeChanged = Callable[[ConversationView], Awaitable[None]]
 CONSOLE_TOPIC = "console"  # every console: the queue changed
 SUPERVISORS_TOPIC = "supervisors"  # escalations, and every live message for oversight
 LEVEL_LABELS = ("none", "routine", "urgent", "imminent")
@@ -92,6 +93,7 @@ class HandoffService:
         deliver: Deliver,
         policy: Policy | None = None,
         clock: Callable[[], datetime] = utcnow,
+        mode_changed: ModeChanged | None = None,
     ) -> None:
         self.store = store
         self.repo = HandoffRepo(store)
@@ -99,6 +101,7 @@ class HandoffService:
         self.deliver = deliver
         self.policy = policy or Policy()
         self.clock = clock
+        self.mode_changed = mode_changed
 
     # ---- presence (the pipeline's question: is anybody there?) ------------------------------
 
@@ -307,6 +310,8 @@ class HandoffService:
     async def _announce(
         self, conv: ConversationView, type_: str, *, extra_user: int | None = None
     ) -> None:
+        if self.mode_changed is not None:
+            await self.mode_changed(conv)  # the child's page learns who is answering now
         event = {"type": type_, "conversation": conversation_card(conv)}
         users = {u for u in (conv.assigned_to, extra_user) if u is not None}
         for uid in users:

@@ -74,6 +74,7 @@ class WebChatChannel:
         """The /api/chat routes."""
         return [
             web.post("/api/chat/sessions", self.create_session),
+            web.get("/api/chat/sessions/{id}", self.get_session),
             web.post("/api/chat/sessions/{id}/messages", self.post_message),
             web.get("/api/chat/sessions/{id}/ws", self.websocket),
         ]
@@ -89,6 +90,10 @@ class WebChatChannel:
         """Push late replies to every open page of this session (in any process)."""
         for m in messages:
             await self.ctx.bus.publish(child_topic(address), {"type": "reply", **m.to_dict()})
+
+    async def show_mode(self, address: str, mode: str) -> None:
+        """Push who is answering now (bot, waiting, human, closed) to the session's pages."""
+        await self.ctx.bus.publish(child_topic(address), {"type": "mode", "mode": mode})
 
     async def open_session(
         self, *, script: str | None = None, lang: str | None = None
@@ -134,6 +139,26 @@ class WebChatChannel:
             raise ApiError(404, "unknown_session", "No such chat session.") from exc
         except PermissionError as exc:
             raise ApiError(401, "unauthorized", "The session token is not valid.") from exc
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        """GET /api/chat/sessions/{id}: the mode and the conversation so far, to resume a page."""
+        conv = await self._authorise(request, bearer_token(request))
+        transcript = await self.ctx.services["store"].transcript(conv.id)
+        return web.json_response(
+            {
+                "session_id": conv.id,
+                "mode": conv.mode,
+                "lang": conv.script_lang,
+                "messages": [
+                    {
+                        "from": "child" if m.direction == "in" else m.sender.split(":", 1)[0],
+                        "text": m.text,
+                        "options": list(m.options),
+                    }
+                    for m in transcript
+                ],
+            }
+        )
 
     async def post_message(self, request: web.Request) -> web.Response:
         """POST /api/chat/sessions/{id}/messages: store, assess, answer."""

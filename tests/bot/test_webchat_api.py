@@ -205,3 +205,18 @@ async def test_the_database_file_never_holds_what_a_child_typed(client, settings
 async def _inbound_count(client: TestClient, conversation_id: str) -> int:
     transcript = await client.app[STORE].transcript(conversation_id)
     return sum(1 for m in transcript if m.direction == "in")
+
+
+async def test_a_page_can_resume_from_the_server(client: TestClient) -> None:
+    chat = await ChatSession.open(client)
+    await chat.say("yes")
+    r = await client.get(
+        f"/api/chat/sessions/{chat.id}", headers={"Authorization": f"Bearer {chat.token}"}
+    )
+    body = await r.json()
+    assert r.status == 200 and body["mode"] == "bot"
+    froms = [m["from"] for m in body["messages"]]
+    assert froms[: len(chat.greeting)] == ["bot"] * len(chat.greeting)
+    assert {"from": "child", "text": "yes", "options": []} in body["messages"]
+    r = await client.get(f"/api/chat/sessions/{chat.id}", headers={"Authorization": "Bearer no"})
+    assert r.status == 401

@@ -252,3 +252,17 @@ async def test_roles_and_csrf(client, consoles) -> None:
     alice.csrf = "wrong"
     status, err = await alice.post("/api/console/presence", {"status": "away"})
     assert status == 403 and err["error"]["code"] == "csrf_failed"
+
+
+async def test_the_childs_page_hears_who_is_answering(client, consoles) -> None:
+    alice = await consoles("alice")
+    chat = await ChatSession.open(client)
+    await chat.say("我想自杀")
+    async with client.ws_connect(f"/api/chat/sessions/{chat.id}/ws?token={chat.token}") as ws:
+        await alice.post(f"/api/console/conversations/{chat.id}/accept")
+        got = [await ws.receive_json(timeout=5) for _ in range(2)]
+        assert {"type": "mode", "mode": "human"} in got
+        assert any(e["type"] == "reply" and "老师" in e["text"] for e in got)
+        await alice.post(f"/api/console/conversations/{chat.id}/release")
+        got = [await ws.receive_json(timeout=5) for _ in range(2)]
+        assert {"type": "mode", "mode": "bot"} in got
