@@ -273,3 +273,17 @@ async def test_raw_session_token_never_reaches_the_database(client: Client) -> N
     dump = await dump_database(client.app[STORE])
     assert "lin" in dump
     assert cookie_token(client) not in dump and csrf not in dump and PASSWORD not in dump
+
+
+async def test_the_full_app_mounts_login_with_csrf(
+    aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings
+) -> None:
+    from bot.app import build_app  # the service as `qingting serve` builds it
+
+    client = await aiohttp_client(build_app(settings))
+    await client.app[ACCOUNTS].add_user("lin", "volunteer", PASSWORD)
+    csrf = (await log_in(client))["csrf_token"]
+    assert (await client.post("/api/console/logout")).status == 403
+    resp = await client.post("/api/console/logout", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200
+    assert (await client.get("/api/console/me")).status == 401
