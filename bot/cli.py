@@ -76,6 +76,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return asyncio.run(run_terminal_chat(settings, lang=args.lang, script=args.script))
 
 
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """Create a console account (password from stdin, or generated and printed once)."""
+    from bot.console.users_cli import user_add_main
+
+    return user_add_main(args.name, args.role, sys.stdin, sys.stdout, Settings.from_env())
+
+
 def _safe_url(url: str) -> str:
     if "@" in url:
         scheme, rest = url.split("://", 1)
@@ -107,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     v = dsub.add_parser("validate", help="check script files")
     v.add_argument("files", nargs="+")
     v.set_defaults(func=cmd_validate)
+
+    u = sub.add_parser("user", help="console accounts")
+    usub = u.add_subparsers(dest="user_command", required=True)
+    ua = usub.add_parser("add", help="add a volunteer, supervisor or admin")
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, choices=["volunteer", "supervisor", "admin"])
+    ua.set_defaults(func=cmd_user_add)
 
     a = sub.add_parser("assess", help="assess JSON lines from stdin")
     a.set_defaults(func=cmd_assess)
