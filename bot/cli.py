@@ -18,6 +18,7 @@ def _setup_logging() -> None:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)  # logs every callback at INFO
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
