@@ -1,6 +1,6 @@
 """Speed of nlp.assess beside raw jieba.lcut on the same 30-character messages, and cold start.
 
-    .venv/bin/python bench/bench_assess.py [--n 20000]
+.venv/bin/python bench/bench_assess.py [--n 20000]
 """
 
 from __future__ import annotations
@@ -98,14 +98,17 @@ def main() -> None:
     report("jieba cut HMM=False (ours)", timed(lambda t: tk.lcut(t, HMM=False), texts))
     detector.get().analyse.cache_clear()
     report("nlp.assess (cold cache)", timed(nlp.assess, texts))
-    report("nlp.assess (cached texts)", timed(nlp.assess, texts))
-    hist = [texts[i : i + 5] for i in range(0, 5000, 5)]
+    report("nlp.assess (repeat, cached)", timed(nlp.assess, texts[-5000:]))
+    # Conversations as the pipeline sends them: each turn with all earlier turns as history.
+    detector.get().analyse.cache_clear()
+    convs = [messages(10)[:0] + texts[i : i + 10] for i in range(0, 10000, 10)]
     lat = []
-    for h in hist:
-        a = time.perf_counter()
-        nlp.assess(h[-1], h[:-1])
-        lat.append(time.perf_counter() - a)
-    report("nlp.assess + 4 history", lat)
+    for conv in convs:
+        for k in range(len(conv)):
+            a = time.perf_counter()
+            nlp.assess(conv[k], conv[:k])
+            lat.append(time.perf_counter() - a)
+    report("nlp.assess in 10-turn chats", lat)
 
 
 if __name__ == "__main__":

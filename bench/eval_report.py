@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nlp import detector  # noqa: E402
-from nlp.evaluate import evaluate, format_report, read_rows  # noqa: E402
+from nlp import detector
+from nlp.evaluate import evaluate, format_report, read_rows
 
 EVAL = Path("/work/shared/eval")
 FILES = ["sos1k_train.jsonl", "sos1k_test.jsonl", "weibo_everyday.txt", "cold_test.jsonl"]

@@ -25,7 +25,11 @@ def pinyin_rows() -> list[str]:
             continue
         cols = line.split("\t")
         term, tags = cols[0], set(cols[4].split(","))
-        if len(term) < 2 or not tags & PINYIN_TAGS or not all("\u4e00" <= c <= "\u9fff" for c in term):
+        if (
+            len(term) < 2
+            or not tags & PINYIN_TAGS
+            or not all("\u4e00" <= c <= "\u9fff" for c in term)
+        ):
             continue
         key = " ".join(lazy_pinyin(term))
         rows.setdefault(key, term)

@@ -4,6 +4,7 @@ patterns, apply negation / past / hyperbole / report scope, combine signals, dec
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -36,8 +37,30 @@ USER_FREQ = 200_000  # jieba frequency for lexicon terms: high enough to stay on
 FIRST_PERSON = frozenset({"我", "俺", "本人", "我们", "咱", "咱们", "人家"})
 THIRD_PERSON = frozenset({"他", "她", "他们", "她们"})
 NEG_SKIP = frozenset(
-    {"想过", "想", "过", "有", "要", "去", "会", "打算", "敢", "再", "真的", "是", "想要", "要去",
-     "想去", "曾", "曾经", "我", "也", "还", "都", "就"}
+    {
+        "想过",
+        "想",
+        "过",
+        "有",
+        "要",
+        "去",
+        "会",
+        "打算",
+        "敢",
+        "再",
+        "真的",
+        "是",
+        "想要",
+        "要去",
+        "想去",
+        "曾",
+        "曾经",
+        "我",
+        "也",
+        "还",
+        "都",
+        "就",
+    }
 )
 ONGOING = ("又", "还", "一直", "经常", "总是", "天天", "每天", "现在", "今天", "老是", "仍然")
 
@@ -103,12 +126,25 @@ class Detector:
         for term, entry in self.terms.items():
             if len(term) < 2:
                 continue  # single characters are already in jieba's dictionary
-            strong = entry.category != NO_CATEGORY or entry.floor > Level.NONE or entry.tags & {
-                "hyperbole", "neutral"
-            }
+            strong = (
+                entry.category != NO_CATEGORY
+                or entry.floor > Level.NONE
+                or entry.tags & {"hyperbole", "neutral"}
+            )
             have = tk.FREQ.get(term, 0)
             tk.add_word(term, max(have, USER_FREQ if strong else 2_000))
         self.tokenizer = tk
+        # Fast path: a text in which no risk term occurs even as a substring and no risk pattern
+        # matches cannot produce a hit, so jieba is skipped (exact, not an approximation).
+        cands = [
+            t
+            for t, e in self.terms.items()
+            if e.weight > 0 and not e.tags & {"hyperbole", "neutral"}
+        ]
+        self._candidates = re.compile(
+            "|".join(map(re.escape, sorted(cands, key=len, reverse=True)))
+        )
+        self._risk_patterns = [p for p in self.patterns if p.entry.weight > 0]
         self.analyse = lru_cache(maxsize=16_384)(self._analyse)
 
     # ---------------------------------------------------------------- one text
@@ -149,7 +185,10 @@ class Detector:
 
     def _analyse_norm(self, text: str, norm: Normalised) -> Analysis:
         s = norm.text
-        if not s.strip():
+        if not s.strip() or (
+            self._candidates.search(s) is None
+            and not any(p.regex.search(s) for p in self._risk_patterns)
+        ):
             return Analysis(Level.NONE, (), "none", (), frozenset(), (), False)
         tokens = self._tokens(s)
         tok_at = [0] * (len(s) + 1)  # character -> index of the token containing it
@@ -257,7 +296,11 @@ class Detector:
                 has_peer = True
             elif w in THIRD_PERSON:
                 has_third = True
-        if has_first and not (has_peer and "我们" in hit_text + "".join(w for _k, (w, _a, _b) in clause_toks) and "我" not in "".join(w for _k, (w, _a, _b) in clause_toks).replace("我们", "")):
+        if has_first and not (
+            has_peer
+            and "我们" in hit_text + "".join(w for _k, (w, _a, _b) in clause_toks)
+            and "我" not in "".join(w for _k, (w, _a, _b) in clause_toks).replace("我们", "")
+        ):
             return "self"
         if has_peer or has_third:
             return "other"
@@ -331,7 +374,9 @@ class Detector:
                 p = self.stage2.probability(s)
                 if p >= self.stage2.threshold:
                     o0, o1 = norm.span(min(m.start for m in sui), max(m.end for m in sui))
-                    hits.append(Hit(text[o0:o1], o0, o1, rules.SUICIDE, round(p, 3), f"stage2:p={p:.2f}"))
+                    hits.append(
+                        Hit(text[o0:o1], o0, o1, rules.SUICIDE, round(p, 3), f"stage2:p={p:.2f}")
+                    )
                     level = Level.URGENT
                     cat_level[rules.SUICIDE] = Level.URGENT
         cats = _order_categories({c: v for c, v in cat_level.items() if v > Level.NONE})
@@ -362,7 +407,11 @@ class Detector:
         """Assess text in the context of the conversation's earlier messages."""
         cur = self.analyse(text)
         past = [self.analyse(h) for h in list(history)[-MAX_HISTORY:]]
-        older = [self.analyse(h) for h in list(history)[:-MAX_HISTORY]] if len(history) > MAX_HISTORY else []
+        older = (
+            [self.analyse(h) for h in list(history)[:-MAX_HISTORY]]
+            if len(history) > MAX_HISTORY
+            else []
+        )
         level = cur.level
         cat_level = dict.fromkeys(cur.categories, cur.level)
         hits = list(cur.hits)
@@ -379,10 +428,15 @@ class Detector:
                 if r in own or any(r in rules.fired(a.signals) for a in past):
                     continue
                 phrases = [
-                    p for a in [*past, cur] for (t, p, _c) in a.signal_text if any(t in g for g in r.groups)
+                    p
+                    for a in [*past, cur]
+                    for (t, p, _c) in a.signal_text
+                    if any(t in g for g in r.groups)
                 ]
                 hits.append(
-                    Hit("|".join(dict.fromkeys(phrases)), 0, 0, r.category, 3.0, f"history:{r.name}")
+                    Hit(
+                        "|".join(dict.fromkeys(phrases)), 0, 0, r.category, 3.0, f"history:{r.name}"
+                    )
                 )
                 level = max(level, r.level)
                 cat_level[r.category] = max(cat_level.get(r.category, Level.NONE), r.level)
@@ -395,7 +449,9 @@ class Detector:
         return Assessment(level, _order_categories(cat_level), subject, tuple(hits))
 
 
-def _anchor(matches: list[_Match], tokens: list[tuple[str, int, int]], mod: dict[str, Any], s: str) -> None:
+def _anchor(
+    matches: list[_Match], tokens: list[tuple[str, int, int]], mod: dict[str, Any], s: str
+) -> None:
     """Mark hits that talk about adults or society rather than a child in this chat
     (gender debates about 强奸, news of a 男子跳楼): they are recorded, not escalated."""
     has_first = "我" in s or "俺" in s
@@ -405,7 +461,7 @@ def _anchor(matches: list[_Match], tokens: list[tuple[str, int, int]], mod: dict
     for m in matches:
         if "intent" in m.entry.tags or m.entry.floor <= Level.ROUTINE:
             continue
-        for a, b in mod.get("report", ()):
+        for _a, b in mod.get("report", ()):
             if b <= m.start and m.start - b <= 12 and "我" not in s[b : m.start]:
                 m.unanchored = True
     if mod.get("joke"):

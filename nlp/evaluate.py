@@ -162,7 +162,9 @@ def format_report(rep: Report, name: str, out: TextIO) -> None:
     w(f"share sent to a human: {rep.to_human / max(rep.n, 1):.2%} ({rep.to_human})\n")
     w(f"share at least routine: {rep.at_least_routine / max(rep.n, 1):.2%}\n")
     if rep.subject_n:
-        w(f"subject right (flagged rows): {rep.subject_ok / rep.subject_n:.2%} of {rep.subject_n}\n")
+        w(
+            f"subject right (flagged rows): {rep.subject_ok / rep.subject_n:.2%} of {rep.subject_n}\n"
+        )
     if rep.imminent_rows:
         w(
             f"imminent-labelled rows: {rep.imminent_rows}; to a human "

@@ -95,5 +95,7 @@ _MORE_THAN_WISH = frozenset({"method", "means", "plan", "attempt", "burden", "ti
 def apply_wish_policy(entry: Entry, wish_level: Level) -> Entry:
     """Cap a bare wish-to-die entry at the policy level."""
     if "intent" in entry.tags and not entry.tags & _MORE_THAN_WISH and entry.floor > wish_level:
-        return Entry(entry.name, entry.category, entry.weight, wish_level, entry.tags, entry.comment)
+        return Entry(
+            entry.name, entry.category, entry.weight, wish_level, entry.tags, entry.comment
+        )
     return entry

@@ -56,6 +56,13 @@ class Normaliser:
 
         self._cc = opencc.OpenCC("t2s")
         self._char: dict[str, str] = {}
+        # Fast path: str.translate with the characters whose normal form differs, as long as
+        # each maps to exactly one character (then offsets are the identity).
+        self._table: dict[int, str] = {}
+        self._seen: set[str] = set()
+        self._multi: set[str] = set()  # characters that normalise to 0 or 2+ characters
+        self._sep = frozenset(_SEPARATORS)
+        self._triple = re.compile(r"(.)\1\1")
         self._emoji = {r[0]: r[1] for r in _read_tsv("emoji.tsv")}
         plain: dict[str, str] = {}
         latin: dict[str, str] = {}
@@ -104,6 +111,27 @@ class Normaliser:
 
     def __call__(self, text: str) -> Normalised:
         """Normalise text, keeping for each output character the original span behind it."""
+        new = set(text) - self._seen
+        if new and len(self._seen) < 200_000:
+            for ch in new:
+                out = self._norm_char(ch)
+                if len(out) != 1:
+                    self._multi.add(ch)
+                elif out != ch:
+                    self._table[ord(ch)] = out
+            self._seen |= new
+        elif new:
+            return self._slow(text)
+        if self._multi.isdisjoint(text):
+            t = text.translate(self._table)
+            if self._sep.isdisjoint(t) and not self._triple.search(t):
+                n = len(t)
+                s, st, en, brk = self._replace(t, list(range(n)), list(range(1, n + 1)), set())
+                return Normalised(s, tuple(st), tuple(en), frozenset(brk))
+        return self._slow(text)
+
+    def _slow(self, text: str) -> Normalised:
+        """The general path: per-character mapping, separators, repeats, evasions."""
         chars: list[str] = []
         starts: list[int] = []
         ends: list[int] = []

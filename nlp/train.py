@@ -84,8 +84,10 @@ def main() -> None:
         "features": feats,
     }
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, separators=(",", ":")))
-    print(f"wrote {args.out}: {len(feats)} features, threshold {best:.2f}, "
-          f"5-fold F1 {_f1(y, oof >= best):.3f}")
+    print(
+        f"wrote {args.out}: {len(feats)} features, threshold {best:.2f}, "
+        f"5-fold F1 {_f1(y, oof >= best):.3f}"
+    )
 
 
 def _f1(y, pred) -> float:  # type: ignore[no-untyped-def]
