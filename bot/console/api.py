@@ -19,6 +19,7 @@ from bot.console.auth import (
     setup_auth,
     user_json,
 )
+from bot.console.scripts_api import setup_scripts
 from bot.errors import ApiError, json_object
 from bot.keys import HANDOFF, STORE
 from handoff.service import (
@@ -43,6 +44,7 @@ MAX_VOLUNTEER_TEXT = 2000
 def setup_console(app: web.Application) -> None:
     """Mount login (auth) and every console route."""
     setup_auth(app)
+    setup_scripts(app)
     app.router.add_routes(
         [
             web.post("/api/console/presence", presence),

@@ -1,0 +1,90 @@
+"""Uploaded dialogue scripts: every version kept, the newest of each (id, lang) current."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from storage.models import ScriptVersion, utcnow
+from storage.store import Store, _aware
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptVersionView:
+    """One uploaded version of a script."""
+
+    id: int
+    script_id: str
+    lang: str
+    version: str
+    text: str
+    uploaded_by: str
+    created_at: datetime
+
+
+class ScriptsRepo:
+    """Reads and writes of uploaded scripts."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def save(
+        self, *, script_id: str, lang: str, version: str, text: str, uploaded_by: str
+    ) -> ScriptVersionView:
+        """Keep a validated version (uploading the same version again is a no-op)."""
+
+        async def op() -> None:
+            async with self.store._tx() as s:
+                s.add(
+                    ScriptVersion(
+                        script_id=script_id,
+                        lang=lang,
+                        version=version,
+                        text=text,
+                        uploaded_by=uploaded_by,
+                        created_at=utcnow(),
+                    )
+                )
+
+        try:
+            await self.store._retry(op)
+        except IntegrityError:
+            pass
+        found = await self.get(script_id, lang, version)
+        assert found is not None
+        return found
+
+    async def get(self, script_id: str, lang: str, version: str) -> ScriptVersionView | None:
+        """One version."""
+        rows = await self._select(
+            ScriptVersion.script_id == script_id,
+            ScriptVersion.lang == lang,
+            ScriptVersion.version == version,
+        )
+        return rows[0] if rows else None
+
+    async def all(self) -> list[ScriptVersionView]:
+        """Every uploaded version, oldest first (loading them in order leaves the newest current)."""
+        return await self._select()
+
+    async def _select(self, *where: object) -> list[ScriptVersionView]:
+        async def op() -> list[ScriptVersionView]:
+            async with self.store._sessions() as s:
+                q = select(ScriptVersion).where(*where).order_by(ScriptVersion.id)
+                return [
+                    ScriptVersionView(
+                        r.id,
+                        r.script_id,
+                        r.lang,
+                        r.version,
+                        r.text,
+                        r.uploaded_by,
+                        _aware(r.created_at),
+                    )
+                    for r in (await s.execute(q)).scalars()
+                ]
+
+        return await self.store._retry(op)
