@@ -54,6 +54,7 @@
   var refreshTimer = null;
   var queueTimer = null;
   var audio = null;
+  var accepting = {};       // conversation id -> true while my own accept is in flight
 
   // ---- small helpers ----
   function el(tag, attrs, children) {
@@ -104,7 +105,7 @@
   function toast(text, kind) {
     var t = $('toast');
     t.textContent = text;
-    t.className = 'toast ' + (kind || '');
+    t.className = 'toast' + (kind ? ' toast-' + kind : '');
     t.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(function () { t.hidden = true; }, 6000);
@@ -426,8 +427,10 @@
 
   async function accept(id, button) {
     if (button) button.disabled = true;
+    accepting[id] = true;
     var r = await api('POST', '/api/console/conversations/' + encodeURIComponent(id) + '/accept');
     delete offered[id];
+    setTimeout(function () { delete accepting[id]; }, 5000);
     if (r.ok) {
       var i = indexOf(queue, id);
       if (i >= 0) queue.splice(i, 1);
@@ -495,7 +498,7 @@
     if (!card) return;
     loadMine();
     if (card.assigned_to === me.id) {
-      if (!open || open.id !== card.id) toast('一个会话转给了你：' + shortId(card.id), 'info');
+      if ((!open || open.id !== card.id) && !accepting[card.id]) toast('一个会话转给了你：' + shortId(card.id), 'info');
     } else if (open && open.id === card.id) {
       toast('会话已转给其他同事。', 'info');
       if (me.role !== 'supervisor') closePanel();

@@ -1,0 +1,318 @@
+"""The volunteer console in real headless Chromium: two volunteers, one child, one live handoff."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Route,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
+
+from bot.app import build_app
+from bot.config import Settings
+from bot.console.auth import ACCOUNTS
+from bot.keys import HANDOFF, STORE
+
+pytestmark = pytest.mark.browser
+
+CHROME_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+DESK: ViewportSize = {"width": 1360, "height": 860}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+SHOT_CONSOLE = Path("/tmp/qingting-console.png")
+SHOT_QUEUE = Path("/tmp/qingting-console-queue.png")
+SHOT_LEADS = Path("/tmp/qingting-console-leads.png")
+SHOT_CHILD = Path("/tmp/qingting-console-child.png")
+LEAD_CODE = re.compile(r"QT-[A-Z0-9]{4,}")
+URGENT = "我不想活了，我今晚就想吃药"
+ANSWER = "我好害怕，我还是想死"
+REPLY = "我是志愿者，我在这里陪着你。你现在身边有大人吗？"
+
+
+@dataclass
+class Server:
+    """The running app and where the browser reaches it."""
+
+    app: web.Application
+    base: str
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[Server]:
+    """The real application on 127.0.0.1, port chosen by the OS, with two volunteers."""
+    app = build_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    listening = site._server
+    assert isinstance(listening, asyncio.Server)
+    port = listening.sockets[0].getsockname()[1]
+    await app[ACCOUNTS].add_user("alice", "volunteer", "pw-alice-123456")
+    await app[ACCOUNTS].add_user("bob", "volunteer", "pw-bob-1234567")
+    try:
+        yield Server(app, f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    """Headless Chromium driven through Playwright's async API."""
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium, args=CHROME_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+class Watch:
+    """Fails the test later if a page requested anything off the server or threw an error."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.foreign: list[str] = []
+        self.errors: list[str] = []
+
+    def attach(self, page: Page) -> Page:
+        """Start watching page."""
+        page.on(
+            "request",
+            lambda r: (
+                None
+                if r.url.startswith((self.base, "data:", "about:"))
+                else self.foreign.append(r.url)
+            ),
+        )
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        return page
+
+    def check(self) -> None:
+        """Assert nothing foreign was loaded and no script error happened."""
+        assert self.foreign == []
+        assert self.errors == []
+
+
+async def volunteer(browser: Browser, server: Server, watch: Watch, name: str, pw: str) -> Page:
+    """A desktop console logged in as name, its WebSocket open."""
+    ctx: BrowserContext = await browser.new_context(
+        viewport=DESK, locale="zh-CN", permissions=["notifications"]
+    )
+    page = watch.attach(await ctx.new_page())
+    await page.goto(server.base + "/console")
+    await page.get_by_label("用户名").fill(name)
+    await page.get_by_label("密码").fill(pw)
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("#me")).to_contain_text(name)
+    await expect(page.locator("body")).to_have_attribute("data-ws", "open")
+    await expect(page.locator("#queue-empty")).to_be_visible()
+    return page
+
+
+async def probe(page: Page, key: str) -> int:
+    """A counter the console exposes for tests (offers, sound, notification)."""
+    return int(await page.evaluate(f"window.qtConsole.{key}"))
+
+
+async def test_urgent_child_is_offered_to_both_accepted_by_one_and_closed_with_a_lead(
+    server: Server, browser: Browser
+) -> None:
+    """Both consoles are alerted; alice wins, bob loses it (409); the exchange is live both
+    ways with the hit highlighted; closing as criminal gives the child and the leads tab a code."""
+    watch = Watch(server.base)
+    alice = await volunteer(browser, server, watch, "alice", "pw-alice-123456")
+    bob = await volunteer(browser, server, watch, "bob", "pw-bob-1234567")
+
+    child_ctx = await browser.new_context(viewport=PHONE, is_mobile=True, locale="zh-CN")
+    child = watch.attach(await child_ctx.new_page())
+    await child.goto(server.base + "/")
+    await expect(child.locator("#log .bubble.bot").first).to_contain_text("你好，我是倾听")
+    await expect(child.locator("body")).to_have_attribute("data-ws", "open")
+    box = child.get_by_label("写下你想说的话")
+    await box.fill(URGENT)
+    await box.press("Enter")
+    await expect(child.locator("#log .bubble.bot").filter(has_text="110")).not_to_have_count(0)
+
+    # Both consoles: the offer is in the queue, highlighted, marked imminent, with an alert.
+    for page in (alice, bob):
+        card = page.locator("#queue li.card")
+        await expect(card).to_have_count(1)
+        await expect(card).to_have_class(re.compile(r"\boffered\b"))
+        await expect(card).to_have_class(re.compile(r"\brisk-imminent\b"))
+        await expect(card.locator(".risk")).to_have_text("危急")
+        await expect(card).to_contain_text("自杀/自伤")
+        await expect(card).to_contain_text("已等待")
+        assert await probe(page, "offers") >= 1
+        assert await probe(page, "sound") >= 1, "the offer beep did not run"
+        assert await probe(page, "notification") >= 1, await page.evaluate(
+            "window.qtConsole.notificationError"
+        )
+    assert "有孩子在等待" in await bob.title()
+    await bob.screenshot(path=str(SHOT_QUEUE))
+
+    # alice accepts; the card leaves bob's queue, and bob's own accept is refused.
+    await alice.locator("#queue li.card").get_by_role("button", name=re.compile("接单")).click()
+    await expect(alice.locator("#conv")).to_be_visible()
+    await expect(alice.locator("#transcript li.msg.child").first).to_contain_text(URGENT)
+    await expect(bob.locator("#queue li.card")).to_have_count(0)
+    await expect(alice.locator("#queue li.card")).to_have_count(0)
+    await expect(alice.locator("#mine .mine-item")).to_have_count(1)
+    conv_id = await alice.locator("#mine .mine-item").get_attribute("data-id")
+    assert conv_id
+    status = await bob.evaluate(
+        """async (id) => {
+            const me = await (await fetch('/api/console/me')).json();
+            const r = await fetch('/api/console/conversations/' + id + '/accept', {
+                method: 'POST', headers: {'X-CSRF-Token': me.csrf_token}});
+            return r.status;
+        }""",
+        conv_id,
+    )
+    assert status == 409
+
+    # The first message's hits are highlighted where the detector found them.
+    first = alice.locator("#transcript li.msg.child").first
+    await expect(first.locator("mark.hit").first).to_contain_text("不想活了")
+
+    # alice replies by typing; the child reads it.
+    reply = alice.get_by_label("回复孩子")
+    await reply.fill(REPLY)
+    await reply.press("Enter")
+    await expect(reply).to_have_value("")
+    await expect(alice.locator("#transcript li.msg.volunteer")).to_contain_text(REPLY)
+    await expect(child.locator("#log .bubble").filter(has_text=REPLY)).to_have_count(1)
+
+    # The child answers; alice sees it live, the risk words highlighted, and marks the hit.
+    await box.fill(ANSWER)
+    await box.press("Enter")
+    answer = alice.locator("#transcript li.msg.child").filter(has_text=ANSWER)
+    await expect(answer).to_have_count(1)
+    mark = answer.locator("mark.hit")
+    await expect(mark).to_have_text("想死")
+    assert "lexicon:想死" in (await mark.get_attribute("title") or "")
+    await mark.click()
+    row = answer.locator("ul.hits li").filter(has_text="lexicon:想死")
+    await expect(row).to_be_visible()
+    await expect(row).to_contain_text("自杀/自伤")
+    await row.get_by_role("button", name="属实").click()
+    await expect(row.locator(".verdict")).to_have_text("已标：属实")
+    await alice.screenshot(path=str(SHOT_CONSOLE))
+    msg_id = int(await answer.get_attribute("data-id") or 0)
+    marks = await server.app[HANDOFF].repo.hit_marks([msg_id])
+    assert list(marks.values()) == ["confirmed"], marks
+
+    # alice ends the chat as criminal; the child gets the closing words and the lead code.
+    await alice.get_by_role("button", name="结束会话").click()
+    await alice.get_by_label("类别").select_option("criminal")
+    await alice.get_by_label("摘要").fill("孩子有自杀念头，今晚有风险，已安抚并建议联系大人")
+    await alice.get_by_role("button", name="确认结束并生成线索").click()
+    result = alice.locator("#lead-result")
+    await expect(result).to_contain_text("线索编号")
+    code = (await result.locator(".lead-code").inner_text()).strip()
+    assert LEAD_CODE.fullmatch(code), code
+    await expect(result).to_contain_text("刑事")
+    await expect(alice.get_by_label("回复孩子")).to_be_disabled()
+    await expect(alice.locator("#mine .mine-item")).to_have_count(0)
+    closing = child.locator("#log .bubble").filter(has_text="这次聊天结束了")
+    await expect(closing).to_have_count(1)
+    await expect(closing.locator(".lead-code")).to_have_text(code)
+    await child.screenshot(path=str(SHOT_CHILD))
+
+    # The lead is in alice's leads tab, and moves one step along the work-order cycle.
+    await alice.get_by_role("tab", name="线索").click()
+    lead_row = alice.locator(f"#leads tr[data-code='{code}']")
+    await expect(lead_row).to_contain_text("刑事")
+    await expect(lead_row.locator(".state")).to_have_text("受理")
+    await lead_row.get_by_label("说明").fill("已转派出所")
+    await lead_row.get_by_role("button", name="→ 派单").click()
+    await expect(lead_row.locator(".state")).to_have_text("派单")
+    await alice.screenshot(path=str(SHOT_LEADS))
+
+    lead = await server.app[STORE].lead_by_code(code)
+    assert lead is not None
+    assert lead.conversation_id == conv_id
+    assert (lead.category, lead.state) == ("criminal", "dispatched")
+    conv = await server.app[STORE].get_conversation(conv_id)
+    assert conv is not None and conv.mode == "closed"
+    watch.check()
+
+
+async def test_accepting_a_chat_someone_else_just_took_says_so_and_drops_the_card(
+    server: Server, browser: Browser
+) -> None:
+    """bob clicks 接单 before his queue caught up with alice's accept: a clear 409 message."""
+    watch = Watch(server.base)
+    alice = await volunteer(browser, server, watch, "alice", "pw-alice-123456")
+    bob = await volunteer(browser, server, watch, "bob", "pw-bob-1234567")
+
+    # bob's queue answers are frozen at the moment he saw the card: he is a moment behind.
+    seen: list[str] = []
+    frozen = False
+
+    async def lagging(route: Route) -> None:
+        if frozen and seen:
+            await route.fulfill(body=seen[-1], content_type="application/json")
+            return
+        response = await route.fetch()
+        seen.append(await response.text())
+        await route.fulfill(response=response)
+
+    await bob.route("**/api/console/queue", lagging)
+
+    async with aiohttp.ClientSession(server.base) as http:
+        resp = await http.post("/api/chat/sessions", json={})
+        session = await resp.json()
+        resp = await http.post(
+            f"/api/chat/sessions/{session['session_id']}/messages",
+            json={"text": URGENT, "client_message_id": "c1"},
+            headers={"Authorization": f"Bearer {session['token']}"},
+        )
+        assert (await resp.json())["mode"] == "waiting"
+    sid = session["session_id"]
+
+    for page in (alice, bob):
+        await expect(page.locator(f"#queue li.card[data-id='{sid}']")).to_have_count(1)
+    for _ in range(100):  # bob's page fetched the queue that shows the card
+        if any(sid in body for body in seen):
+            break
+        await asyncio.sleep(0.05)
+    assert any(sid in body for body in seen)
+    frozen = True
+
+    await alice.locator("#queue li.card").get_by_role("button", name=re.compile("接单")).click()
+    await expect(alice.locator("#conv")).to_be_visible()
+    conv = await server.app[STORE].get_conversation(sid)
+    assert conv is not None and conv.mode == "human"
+    await expect(bob.locator(f"#queue li.card[data-id='{sid}']")).to_have_count(1)  # stale
+
+    await bob.locator("#queue li.card").get_by_role("button", name=re.compile("接单")).click()
+    await expect(bob.locator("#toast")).to_have_text("已被其他志愿者接走")
+    await expect(bob.locator("#queue li.card")).to_have_count(0)
+    await expect(bob.locator("#conv")).to_be_hidden()
+    await expect(bob.locator("#mine .mine-item")).to_have_count(0)
+    conv = await server.app[STORE].get_conversation(sid)
+    assert conv is not None and conv.mode == "human"
+    by_name = {u.username: u.id for u in await server.app[ACCOUNTS].users()}
+    assert conv.assigned_to == by_name["alice"]
+    watch.check()
