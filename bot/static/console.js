@@ -224,7 +224,6 @@
       pingTimer = setInterval(function () {
         if (sock.readyState === 1) sock.send('ping');
       }, PING_EVERY);
-      if (presence === 'away') api('POST', '/api/console/presence', { status: 'away' });
       if (everOpened) loadAll(); // we may have missed events while disconnected
       everOpened = true;
     };
@@ -258,8 +257,11 @@
   }
 
   function onEvent(msg) {
+    // The bus's own resync event carries only {"topic": "bus.resync", "reason"}: no "type".
+    if (msg.topic === 'bus.resync') { loadAll(); return; }
     switch (msg.type) {
       case 'hello':
+        syncPresence();
         break;
       case 'handoff.offered':
       case 'handoff.escalated':
@@ -460,6 +462,18 @@
       api('POST', '/api/console/presence', { status: status }).then(function (r) {
         if (!r.ok) toast('状态没有改成功：' + r.message, 'warn');
       });
+    }
+  }
+
+  // After (re)connecting: keep a chosen "away", else show what the server has (another tab
+  // of the same volunteer may have set it).
+  async function syncPresence() {
+    if (presence === 'away') { setPresence('away', true); return; }
+    await loadUsers();
+    for (var i = 0; i < users.length; i++) {
+      if (me && users[i].id === me.id && (users[i].status === 'away' || users[i].status === 'available')) {
+        setPresence(users[i].status, false);
+      }
     }
   }
 

@@ -316,3 +316,55 @@ async def test_accepting_a_chat_someone_else_just_took_says_so_and_drops_the_car
     by_name = {u.username: u.id for u in await server.app[ACCOUNTS].users()}
     assert conv.assigned_to == by_name["alice"]
     watch.check()
+
+
+async def test_login_survives_a_reload_presence_toggles_and_logout_ends_the_session(
+    server: Server, browser: Browser
+) -> None:
+    """A wrong password is refused kindly; a reload stays logged in; away/available reach the
+    server; logging out returns to the form and the old session no longer works."""
+    watch = Watch(server.base)
+    ctx = await browser.new_context(viewport=DESK, locale="zh-CN")
+    page = watch.attach(await ctx.new_page())
+    await page.goto(server.base + "/console")
+    await page.get_by_label("用户名").fill("alice")
+    await page.get_by_label("密码").fill("not-her-password")
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("#login-error")).to_have_text("用户名或密码不对。")
+    await expect(page.locator("#app")).to_be_hidden()
+
+    await page.get_by_label("密码").fill("pw-alice-123456")
+    await page.get_by_role("button", name="登录").click()
+    await expect(page.locator("body")).to_have_attribute("data-ws", "open")
+    await page.reload()
+    await expect(page.locator("#me")).to_have_text("alice")
+    await expect(page.locator("body")).to_have_attribute("data-ws", "open")
+    alice_id = {u.username: u.id for u in await server.app[ACCOUNTS].users()}["alice"]
+
+    async def status() -> str | None:
+        online = {p.user_id: p.status for p in await server.app[HANDOFF].online()}
+        return online.get(alice_id)
+
+    assert await status() == "available"
+    await page.get_by_role("button", name="接单中").click()
+    await expect(page.locator("#presence")).to_have_text("暂离")
+    for _ in range(100):
+        if await status() == "away":
+            break
+        await asyncio.sleep(0.05)
+    assert await status() == "away"
+    await page.get_by_role("button", name="暂离").click()
+    await expect(page.locator("#presence")).to_have_text("接单中")
+    for _ in range(100):
+        if await status() == "available":
+            break
+        await asyncio.sleep(0.05)
+    assert await status() == "available"
+
+    await page.get_by_role("button", name="退出登录").click()
+    await expect(page.locator("#login")).to_be_visible()
+    assert await page.evaluate("fetch('/api/console/me').then(r => r.status)") == 401
+    await page.reload()
+    await expect(page.get_by_label("用户名")).to_be_visible()
+    await expect(page.locator("#app")).to_be_hidden()
+    watch.check()
