@@ -232,7 +232,7 @@ class Detector:
             if clause[m.start] in past_clauses and not _ongoing(s, clause, m.start):
                 m.past = True
             m.subject = self._subject(m, tokens, tok_at, clause)
-        _anchor(matches, tokens, mod, s)
+        _anchor(matches, tokens, mod, s, clause)
         return self._decide(text, norm, matches, mod)
 
     def _tokens(self, s: str) -> list[tuple[str, int, int]]:
@@ -261,7 +261,8 @@ class Detector:
             if clause[a] != clause[m.start]:
                 return False
             if a in negs:
-                return True
+                # "没有跳下去" is an aborted attempt, not reassurance: keep methods
+                return not (w in ("没", "没有") and "method" in m.entry.tags)
             if w not in NEG_SKIP:
                 return False
             i -= 1
@@ -450,7 +451,11 @@ class Detector:
 
 
 def _anchor(
-    matches: list[_Match], tokens: list[tuple[str, int, int]], mod: dict[str, Any], s: str
+    matches: list[_Match],
+    tokens: list[tuple[str, int, int]],
+    mod: dict[str, Any],
+    s: str,
+    clause: list[int],
 ) -> None:
     """Mark hits that talk about adults or society rather than a child in this chat
     (gender debates about 强奸, news of a 男子跳楼): they are recorded, not escalated."""
@@ -470,17 +475,29 @@ def _anchor(
                 m.unanchored = True
     has_adult = bool(mod.get("adult")) or bool(mod.get("report"))
     has_third = any(w in THIRD_PERSON for w, _a, _b in tokens)
-    if has_first or has_peer:
-        return
+    speaks = _SPEAKER.search(s) is not None  # "我" as a person in the story, not "我觉得"
+    peers = mod.get("peer", ())
     for m in matches:
         if m.entry.floor <= Level.ROUTINE or "我" in s[m.start : m.end]:
             continue
         if m.entry.category in (rules.SUICIDE, NO_CATEGORY):
-            m.unanchored = has_adult
-        elif "topic" in m.entry.tags:
+            if not (has_first or has_peer):
+                m.unanchored = has_adult
+            continue
+        # Abuse words: the child (or another child) must be in the same clause, else it is
+        # talk about adults, society or the news (COLD-style debates about 强奸, 家暴).
+        c = clause[m.start]
+        ctext = "".join(ch for i, ch in enumerate(s) if clause[i] == c)
+        if _SPEAKER.search(ctext) or any(clause[a] == c for a, _b in peers):
+            continue
+        if "topic" in m.entry.tags:
             m.unanchored = True
         else:
-            m.unanchored = has_adult or has_third
+            m.unanchored = has_adult or (not speaks and (has_third or has_first))
+
+
+# "我" as a participant; "我觉得 / 我认为 ..." is an opinion about others.
+_SPEAKER = re.compile(r"[我俺](?!(觉得|认为|支持|反对|看来|相信|建议|个人|是说|想说|说|感觉))")
 
 
 NEAR = 25  # signals combine inside one message only when this close (normalised characters)

@@ -144,7 +144,7 @@ RULES: tuple[Rule, ...] = (
         SUICIDE,
         "'ready', 'last time' with a wish/method",
         {"plan_weak"},
-        {"intent", "method", "means+"},
+        {"intent", "method", "means+", "deathword", "distress", "lifeword", "burden"},
     ),
     _r(
         "burden",
