@@ -36,6 +36,7 @@ from storage.views import ConversationView
 
 log = logging.getLogger(__name__)
 
+OPEN_CONSOLES = web.AppKey("open_consoles", dict[int, int])  # user id -> sockets in this process
 HELPERS = ("volunteer", "supervisor")  # who talks with children
 OVERSEERS = ("supervisor",)  # who may read every conversation
 MAX_VOLUNTEER_TEXT = 2000
@@ -45,6 +46,7 @@ def setup_console(app: web.Application) -> None:
     """Mount login (auth) and every console route."""
     setup_auth(app)
     setup_scripts(app)
+    app[OPEN_CONSOLES] = {}
     app.router.add_routes(
         [
             web.post("/api/console/presence", presence),
@@ -469,9 +471,8 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
     topics = [CONSOLE_TOPIC, volunteer_topic(user.id)]
     if user.role in OVERSEERS:
         topics.append(SUPERVISORS_TOPIC)
+    open_consoles = request.app[OPEN_CONSOLES]
     async with request.app[HANDOFF].bus.subscribe(*topics) as sub:
-        await ws.send_json({"type": "hello", "user": user_json(user)})
-        await handoff.heartbeat(user.id)
 
         async def forward() -> None:
             async for event in sub:
@@ -482,8 +483,12 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
                 await asyncio.sleep(15)
                 await handoff.heartbeat(user.id)
 
-        tasks = [asyncio.create_task(forward()), asyncio.create_task(beat())]
+        open_consoles[user.id] = open_consoles.get(user.id, 0) + 1
+        tasks: list[asyncio.Task[None]] = []
         try:
+            await ws.send_json({"type": "hello", "user": user_json(user)})
+            await handoff.heartbeat(user.id)
+            tasks = [asyncio.create_task(forward()), asyncio.create_task(beat())]
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and msg.data == "ping":
                     await handoff.heartbeat(user.id)
@@ -495,6 +500,9 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-            with contextlib.suppress(Exception):
-                await handoff.disconnect(user.id)
+            open_consoles[user.id] -= 1
+            if open_consoles[user.id] <= 0:  # another tab of the same volunteer keeps them online
+                del open_consoles[user.id]
+                with contextlib.suppress(Exception):
+                    await handoff.disconnect(user.id)
     return ws
