@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,13 @@ class Normaliser:
         self._table: dict[int, str] = {}
         self._seen: set[str] = set()
         self._multi: set[str] = set()  # characters that normalise to 0 or 2+ characters
-        self._sep = frozenset(_SEPARATORS)
-        self._triple = re.compile(r"(.)\1\1")
+        # Separators inside a word (想 死, 自*杀, 自x杀): up to 3, between two CJK characters.
+        self._dropsep = frozenset(_SEPARATORS - _CLAUSE_PUNCT)
+        cls = "".join(re.escape(c) for c in sorted(self._dropsep))
+        cjk = "\u4e00-\u9fff\u3400-\u4dbf"
+        self._sep_re = re.compile(f"(?<=[{cjk}])[{cls}]{{1,3}}(?=[{cjk}])")
+        # Runs of three or more of the same character (想死死死, 啊啊啊), digits/spaces excepted.
+        self._triple = re.compile(r"([^\d\s])\1{2,}")
         self._emoji = {r[0]: r[1] for r in _read_tsv("emoji.tsv")}
         plain: dict[str, str] = {}
         latin: dict[str, str] = {}
@@ -109,33 +115,45 @@ class Normaliser:
             self._char[ch] = out
         return out
 
+    def _learn(self, text: str) -> None:
+        """Add the text's unseen characters to the translate table (bounded)."""
+        new = set(text) - self._seen
+        if not new or len(self._seen) > 200_000:
+            return
+        for ch in new:
+            out = self._norm_char(ch)
+            if len(out) != 1:
+                self._multi.add(ch)
+            elif out != ch:
+                self._table[ord(ch)] = out
+        # Table entries are written before the characters are marked seen, so a concurrent
+        # caller either recomputes a character (harmless) or finds it complete.
+        self._seen |= new
+
     def __call__(self, text: str) -> Normalised:
         """Normalise text, keeping for each output character the original span behind it."""
-        new = set(text) - self._seen
-        if new and len(self._seen) < 200_000:
-            for ch in new:
-                out = self._norm_char(ch)
-                if len(out) != 1:
-                    self._multi.add(ch)
-                elif out != ch:
-                    self._table[ord(ch)] = out
-            self._seen |= new
-        elif new:
-            return self._slow(text)
-        if self._multi.isdisjoint(text):
+        self._learn(text)
+        if self._multi.isdisjoint(text) and (
+            len(self._seen) <= 200_000 or not set(text) - self._seen
+        ):
             t = text.translate(self._table)
-            if self._sep.isdisjoint(t) and not self._triple.search(t):
-                n = len(t)
-                s, st, en, brk = self._replace(t, list(range(n)), list(range(1, n + 1)), set())
-                return Normalised(s, tuple(st), tuple(en), frozenset(brk))
-        return self._slow(text)
+            st = list(range(len(t)))
+            en = list(range(1, len(t) + 1))
+        else:
+            t, st, en = self._expand(text)
+        brk: set[int] = set()
+        if not self._dropsep.isdisjoint(t):
+            t, st, en, brk = _edit(self._sep_re, t, st, en, brk, _drop, True)
+        if self._triple.search(t):
+            t, st, en, brk = _edit(self._triple, t, st, en, brk, _first, False)
+        t, st, en, brk = self._replace(t, st, en, brk)
+        return Normalised(t, tuple(st), tuple(en), frozenset(brk))
 
-    def _slow(self, text: str) -> Normalised:
-        """The general path: per-character mapping, separators, repeats, evasions."""
+    def _expand(self, text: str) -> tuple[str, list[int], list[int]]:
+        """Per-character mapping for texts with emoji or dropped characters."""
         chars: list[str] = []
         starts: list[int] = []
         ends: list[int] = []
-        breaks: set[int] = set()
         prev = ""
         for i, ch in enumerate(text):
             if ch == prev and ch in self._emoji:  # 💊💊💊 is one pill emoji, said loudly
@@ -148,95 +166,76 @@ class Normaliser:
                 chars.append(c)
                 starts.append(i)
                 ends.append(i + 1)
-        # Drop separators that sit between two CJK characters (想 死 -> 想死); whitespace that
-        # is dropped still ends a clause for negation/subject scope unless it split one word.
-        kept: list[int] = []
-        n = len(chars)
-        i = 0
-        while i < n:
-            c = chars[i]
-            if c in _SEPARATORS and kept and is_cjk(chars[kept[-1]]):
-                j = i
-                while j < n and chars[j] in _SEPARATORS and j - i < 3:
-                    j += 1
-                if j < n and is_cjk(chars[j]):
-                    if any(chars[k].isspace() for k in range(i, j)):
-                        breaks.add(len(kept))
-                    elif any(chars[k] in _CLAUSE_PUNCT for k in range(i, j)):
-                        breaks.add(len(kept))
-                    if not all(chars[k] in _CLAUSE_PUNCT for k in range(i, j)):
-                        i = j
-                        continue
-            kept.append(i)
-            i += 1
-        # Collapse runs of three or more of the same character (想死死死 -> 想死, 啊啊啊 -> 啊).
-        t_c: list[str] = []
-        t_s: list[int] = []
-        t_e: list[int] = []
-        out_breaks: set[int] = set()
-        m = len(kept)
-        pos = 0
-        while pos < m:
-            c = chars[kept[pos]]
-            run = pos + 1
-            while run < m and chars[kept[run]] == c and run not in breaks:
-                run += 1
-            if pos in breaks:
-                out_breaks.add(len(t_c))
-            if run - pos >= 3 and not c.isdigit() and not c.isspace():
-                t_c.append(c)
-                t_s.append(starts[kept[pos]])
-                t_e.append(ends[kept[run - 1]])
-            else:
-                for q in range(pos, run):
-                    t_c.append(c)
-                    t_s.append(starts[kept[q]])
-                    t_e.append(ends[kept[q]])
-            pos = run
-        s = "".join(t_c)
-        s, t_s, t_e, out_breaks = self._replace(s, t_s, t_e, out_breaks)
-        return Normalised(s, tuple(t_s), tuple(t_e), frozenset(out_breaks))
+        return "".join(chars), starts, ends
 
     def _replace(
         self, s: str, st: list[int], en: list[int], brk: set[int]
     ) -> tuple[str, list[int], list[int], set[int]]:
         """Rewrite evasions (紫砂, zisha, 自x) to their canonical words, keeping offsets."""
-        for rx, table, squash in (
-            (self._latin_re, self._latin, True),
-            (self._plain_re, self._plain, False),
-        ):
-            if rx is None or not s:
-                continue
-            if squash and not any("a" <= c <= "z" for c in s):
-                continue
-            matches = list(rx.finditer(s))
-            if not matches:
-                continue
-            nc: list[str] = []
-            ns: list[int] = []
-            ne: list[int] = []
-            nb: set[int] = set()
-            last = 0
-            for m in matches:
-                for k in range(last, m.start()):
-                    if k in brk:
-                        nb.add(len(nc))
-                    nc.append(s[k])
-                    ns.append(st[k])
-                    ne.append(en[k])
-                key = m.group(0).replace(" ", "") if squash else m.group(0)
-                rep = table[key]
-                o0, o1 = st[m.start()], en[m.end() - 1]
-                for c in rep:
-                    nc.append(c)
-                    ns.append(o0)
-                    ne.append(o1)
-                last = m.end()
-            for k in range(last, len(s)):
-                if k in brk:
-                    nb.add(len(nc))
-                nc.append(s[k])
-                ns.append(st[k])
-                ne.append(en[k])
-            s, st, en, brk = "".join(nc), ns, ne, nb
+        if self._latin_re is not None and any("a" <= c <= "z" for c in s):
+            latin = self._latin
+            s, st, en, brk = _edit(
+                self._latin_re, s, st, en, brk, lambda m: latin[m.group(0).replace(" ", "")], False
+            )
+        if self._plain_re is not None:
+            plain = self._plain
+            s, st, en, brk = _edit(
+                self._plain_re, s, st, en, brk, lambda m: plain[m.group(0)], False
+            )
         return s, st, en, brk
+
+
+def _drop(_m: re.Match[str]) -> str:
+    return ""
+
+
+def _first(m: re.Match[str]) -> str:
+    return m.group(1)
+
+
+def _edit(
+    rx: re.Pattern[str],
+    s: str,
+    st: list[int],
+    en: list[int],
+    brk: set[int],
+    repl: Callable[[re.Match[str]], str],
+    space_breaks: bool,
+) -> tuple[str, list[int], list[int], set[int]]:
+    """Replace every match of rx; each replacement character maps to the whole matched span.
+    With space_breaks, a removed run that held whitespace starts a new clause."""
+    pieces: list[str] = []
+    ns: list[int] = []
+    ne: list[int] = []
+    nb: set[int] = set()
+    last = 0
+    found = False
+    for m in rx.finditer(s):
+        found = True
+        a, b = m.span()
+        for k in brk:
+            if last <= k < a:
+                nb.add(k - last + len(ns))
+        pieces.append(s[last:a])
+        ns.extend(st[last:a])
+        ne.extend(en[last:a])
+        if space_breaks and any(c.isspace() for c in m.group(0)):
+            nb.add(len(ns))
+        if any(a <= k < b for k in brk):
+            nb.add(len(ns))
+        r = repl(m)
+        if r:
+            o0, o1 = st[a], en[b - 1]
+            pieces.append(r)
+            ns.extend([o0] * len(r))
+            ne.extend([o1] * len(r))
+        last = b
+    if not found:
+        return s, st, en, brk
+    for k in brk:
+        if k >= last:
+            nb.add(k - last + len(ns))
+    pieces.append(s[last:])
+    ns.extend(st[last:])
+    ne.extend(en[last:])
+    return "".join(pieces), ns, ne, nb
