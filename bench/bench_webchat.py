@@ -23,7 +23,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402  (bench/ is not a package)
+from common import (
     fmt_ms,
     fresh_postgres_db,
     intake_walk,
@@ -82,7 +82,7 @@ async def walker(
                 if r.status != 201:
                     stats.error(f"session {r.status}")
                     continue
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             stats.error(f"session {type(exc).__name__}")
             continue
         stats.session_lat.append(time.perf_counter() - t0)
@@ -104,7 +104,7 @@ async def walker(
                 ) as r:
                     reply = await r.json()
                     status = r.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 stats.error(f"message {type(exc).__name__}")
                 finished = False
                 break
@@ -180,6 +180,9 @@ def print_profile(path: Path, top: int = 30) -> None:
     """The functions where the server spent its time, by own time and by cumulative time."""
     import pstats
 
+    if not path.exists():
+        print(f"no profile written to {path}")
+        return
     st = pstats.Stats(str(path))
     st.sort_stats("tottime").print_stats(top)
     st.sort_stats("cumulative").print_stats(top)
@@ -222,7 +225,7 @@ async def bench(args: argparse.Namespace) -> int:
 
 async def bench_service(args: argparse.Namespace, database_url: str | None) -> float:
     """Start the service on database_url (SQLite in the temp dir when None) and load it."""
-    profile = Path(args.profile).resolve() if args.profile else None
+    profile: Path | None = args.profile
     async with running_service(database_url=database_url, profile_to=profile) as svc:
         # warm-up, not counted: first assess loads the detector, first turn compiles the script
         await run_load(
@@ -242,9 +245,12 @@ async def bench_service(args: argparse.Namespace, database_url: str | None) -> f
             real=True,
             server_pid=svc.popen.pid,
         )
+        problems = svc.problems() if s.errors else []
     label = "service" + (" (pg)" if database_url and "postgres" in database_url else "")
     rate = report(label, s)
-    if profile is not None and profile.exists():
+    for line in problems:
+        print(f"{'':<10} server log: {line}")
+    if profile is not None:
         print_profile(profile)
     return rate
 
@@ -256,7 +262,12 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--max-messages", type=int, default=10_000)
     p.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
-    p.add_argument("--profile", default=None, help="run the server under cProfile, stats here")
+    p.add_argument(
+        "--profile",
+        type=lambda v: Path(v).resolve(),
+        default=None,
+        help="run the server under cProfile and print where its time went (stats file here)",
+    )
     p.add_argument("--skip-echo", action="store_true", help="measure the service only")
     return asyncio.run(bench(p.parse_args()))
 

@@ -85,6 +85,20 @@ class Proc:
     tmp: Path
     extra: dict[str, str] = field(default_factory=dict)
 
+    def problems(self, limit: int = 8) -> list[str]:
+        """Distinct ERROR/exception lines the process logged so far (first `limit`)."""
+        seen: list[str] = []
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return seen
+        for line in text.splitlines():
+            if ("ERROR" in line or "Error:" in line or "Exception" in line) and line not in seen:
+                seen.append(line[:300])
+                if len(seen) >= limit:
+                    break
+        return seen
+
     def tail(self, lines: int = 30) -> str:
         """The last lines of the process's output (for error messages)."""
         try:
@@ -104,6 +118,26 @@ def _stop(popen: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(popen.pid, signal.SIGKILL)
         popen.wait(5)
+
+
+def spawn(cmd: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
+    """Start cmd in the repository root with its output going to log."""
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def run_cli(args: list[str], stdin: str, env: dict[str, str]) -> None:
+    """Run `qingting ARGS` with stdin in env; raise with its stderr if it fails."""
+    done = subprocess.run(
+        [PYTHON, "-m", "bot.cli", *args],
+        input=stdin.encode(),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"qingting {' '.join(args)} failed: {done.stderr.decode()}")
 
 
 async def wait_healthy(proc: Proc, path: str, timeout: float = 60.0) -> None:
@@ -145,37 +179,29 @@ async def running_service(
     extra_env: dict[str, str] | None = None,
     setup: Sequence[tuple[list[str], str]] = (),
     profile_to: Path | None = None,
+    entry: Sequence[str] = ("-m", "bot.cli"),
 ) -> AsyncIterator[Proc]:
     """Start `python -m bot.cli serve` in a temp var dir, wait for /healthz, stop it after.
 
     setup: (qingting CLI arguments, stdin text) run before the server starts, in its env.
     profile_to: run the server under cProfile and write the stats there at exit.
+    entry: how python starts the CLI (an experiment may wrap it in its own script).
     """
     with tempfile.TemporaryDirectory(prefix="qt-bench-") as d:
         tmp = Path(d)
         (tmp / "var").mkdir()
         env = service_env(tmp, database_url, extra_env)
         for args, stdin in setup:
-            done = subprocess.run(
-                [PYTHON, "-m", "bot.cli", *args],
-                input=stdin.encode(),
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                timeout=120,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"qingting {' '.join(args)} failed: {done.stderr.decode()}")
+            run_cli(args, stdin, env)
         port = free_port()
         log = tmp / "server.log"
         cmd = [PYTHON]
         if profile_to is not None:
             cmd += ["-m", "cProfile", "-o", str(profile_to)]
-        cmd += ["-m", "bot.cli"]
+        cmd += list(entry)
         cmd += ["serve", "--host", HOST, "--port", str(port)]
         env["PYTHONPATH"] = str(ROOT)
-        with log.open("wb") as out:
-            popen = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        popen = spawn(cmd, env, log)
         proc = Proc(popen, log, f"http://{HOST}:{port}", tmp)
         try:
             await wait_healthy(proc, "/healthz")
@@ -235,10 +261,7 @@ async def running_echo() -> AsyncIterator[Proc]:
         tmp = Path(d)
         port = free_port()
         log = tmp / "echo.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [PYTHON, "-c", ECHO_SERVER, str(port)], stdout=out, stderr=subprocess.STDOUT
-            )
+        popen = spawn([PYTHON, "-c", ECHO_SERVER, str(port)], None, log)
         proc = Proc(popen, log, f"http://{HOST}:{port}", tmp)
         try:
             await wait_healthy(proc, "/healthz")
