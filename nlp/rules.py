@@ -147,6 +147,22 @@ RULES: tuple[Rule, ...] = (
         {"intent", "method", "means+", "deathword", "distress", "lifeword", "burden"},
     ),
     _r(
+        "goodbye_with_death_talk",
+        Level.URGENT,
+        SUICIDE,
+        "'don't look for me' with death talk",
+        {"goodbye_weak"},
+        {"intent", "deathword", "method", "means+", "distress"},
+    ),
+    _r(
+        "method_context",
+        Level.URGENT,
+        SUICIDE,
+        "a method word (窒息, 触电, 撞车) with a wish to die",
+        {"method_ctx"},
+        {"intent"},
+    ),
+    _r(
         "burden",
         Level.URGENT,
         SUICIDE,
