@@ -28,10 +28,9 @@ from bot.channels.wechat_parse import (
     parse_push,
     signature_ok,
 )
-from bot.channels.wechat_text import combine, split_text
+from bot.channels.wechat_text import FALLBACK, IMAGE_RECEIVED, combine, split_text, text_in
 from bot.config import WeChatSettings
 from bot.errors import ApiError, json_object
-from bot.notices import notice
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,9 @@ class WeChatChannel:
             log.warning("WeChat callback: malformed push refused (%s)", exc)
             return _error(400, "bad request")
         try:
-            await self._receive(push)
+            # Shielded: if WeChat hangs up, storing and scheduling the answer still completes
+            # (a retry then finds the message stored and must not be the one left unanswered).
+            await asyncio.shield(self._spawn(self._receive(push)))
         except Exception:
             # Storage failed: not acknowledged, so WeChat delivers it again.
             log.exception("WeChat callback: could not store a push")
@@ -207,7 +208,7 @@ class WeChatChannel:
             return Inbound(text=push.content, kind="text", **common)  # type: ignore[arg-type]
         if push.msg_type == "image":
             # Recorded, not fetched: images are not downloaded unless that is built and allowed.
-            text = notice("image_received", self.default_lang)
+            text = text_in(IMAGE_RECEIVED, self.default_lang)
             return Inbound(text=text, kind="image", **common)  # type: ignore[arg-type]
         if push.msg_type == "miniprogrampage":
             return Inbound(text=f"[卡片] {push.content}".strip(), kind="card", **common)  # type: ignore[arg-type]
@@ -223,7 +224,7 @@ class WeChatChannel:
         except Exception:
             # The message is stored; never leave the child in silence.
             log.exception("WeChat: turn failed for conversation %s", accepted.conversation_id)
-            replies = [Outbound(notice("fallback", self.default_lang))]
+            replies = [Outbound(text_in(FALLBACK, self.default_lang))]
         if typing is not None:
             await asyncio.gather(typing, return_exceptions=True)  # typing first, then the text
         with contextlib.suppress(WeChatAPIError):  # recorded and logged by _deliver
