@@ -211,8 +211,8 @@ class Detector:
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
         for p in self.patterns:
-            for m in p.regex.finditer(s):
-                a, b = m.span()
+            for rm in p.regex.finditer(s):
+                a, b = rm.span()
                 if b <= a:
                     continue
                 if "hyperbole" in p.entry.tags:
