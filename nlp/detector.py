@@ -208,6 +208,8 @@ class Detector:
             elif e.category == NO_CATEGORY and e.weight == 0:
                 for t in e.tags:
                     mod.setdefault(t, []).append((a, b))
+            elif w.endswith("我") and a > 0 and s[a - 1] == "被":
+                continue  # 被|打了我一定…: the 我 starts the next clause; passive_hit covers it
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
         for p in self.patterns:
@@ -468,6 +470,16 @@ def _anchor(
             continue
         for _a, b in mod.get("report", ()):
             if b <= m.start and m.start - b <= 12 and "我" not in s[b : m.start]:
+                m.unanchored = True
+    # "如果我被打…" / "就算被强奸…": a hypothetical in the same clause, before the hit.
+    for a, _b in mod.get("hypo", ()):
+        for m in matches:
+            if (
+                m.entry.category not in (rules.SUICIDE, NO_CATEGORY)
+                and clause[a] == clause[m.start]
+                and a < m.start
+                and "我" not in s[m.start : m.end]  # 要是不听话他就打我: a habit, not a what-if
+            ):
                 m.unanchored = True
     if mod.get("joke"):
         for m in matches:
