@@ -197,22 +197,23 @@ class WeChatChannel:
         # else: a retry; the first delivery's task answers (or recovery after a crash)
 
     def _inbound(self, push: Push) -> Inbound:
-        now = datetime.now(UTC)
-        common = {
-            "channel": self.name,
-            "address": push.openid,
-            "message_id": push.dedup_key,
-            "received_at": now,
-        }
         if push.msg_type == "text":
-            return Inbound(text=push.content, kind="text", **common)  # type: ignore[arg-type]
-        if push.msg_type == "image":
+            kind, text = "text", push.content
+        elif push.msg_type == "image":
             # Recorded, not fetched: images are not downloaded unless that is built and allowed.
-            text = text_in(IMAGE_RECEIVED, self.default_lang)
-            return Inbound(text=text, kind="image", **common)  # type: ignore[arg-type]
-        if push.msg_type == "miniprogrampage":
-            return Inbound(text=f"[卡片] {push.content}".strip(), kind="card", **common)  # type: ignore[arg-type]
-        return Inbound(text="", kind="event", **common)  # type: ignore[arg-type]
+            kind, text = "image", text_in(IMAGE_RECEIVED, self.default_lang)
+        elif push.msg_type == "miniprogrampage":
+            kind, text = "card", f"[卡片] {push.content}".strip()
+        else:
+            kind, text = "event", ""
+        return Inbound(
+            channel=self.name,
+            address=push.openid,
+            message_id=push.dedup_key,
+            text=text,
+            received_at=datetime.now(UTC),
+            kind=kind,
+        )
 
     async def _answer(self, openid: str, accepted: Any) -> None:
         """Run the turn with the typing indicator on, then send the replies as one message."""

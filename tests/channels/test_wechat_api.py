@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +13,6 @@ from bot.channels.base import Outbound, QuickReply
 from bot.channels.wechat_api import TokenCache, WeChatAPI, make_client
 from bot.channels.wechat_text import combine, split_text
 from storage.crypto import Vault
-from storage.migrate import upgrade
 from storage.store import Store
 from tests.conftest import TEST_SECRET
 from tests.fakes.wechat_api import SEND_PATH, STABLE_TOKEN_PATH, TOKEN_PATH, FakeWeChatAPI
@@ -23,11 +21,9 @@ KID = "oKID_tokens"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A migrated SQLite store (the kv table is what processes share)."""
-    url = f"sqlite+aiosqlite:///{tmp_path}/kv.db"
-    await upgrade(url)
-    s = Store.open(url, Vault(TEST_SECRET.encode()))
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A migrated store on SQLite and PostgreSQL (the kv table is what processes share)."""
+    s = Store.open(database_url, Vault(TEST_SECRET))
     yield s
     await s.close()
 
