@@ -1,7 +1,7 @@
 """Handoff offer latency: a child's urgent message → "handoff.offered" on a volunteer's console.
 
-    .venv/bin/python bench/bench_handoff.py [--urgent 200] [--background 200] [--think 5]
-        [--gap 0.05] [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/x]
+    .venv/bin/python bench/bench_handoff.py [--urgent 200] [--background 200] [--think 10]
+        [--gap 0.05] [--max-seconds 90] [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/x]
 
 Starts the real service, adds a volunteer with the CLI, logs in and opens the console
 WebSocket (available, accepting nothing, so every offer reaches it). While `--background`
@@ -153,6 +153,7 @@ class UrgentResult:
     before_answer: int = 0  # offers that arrived before the HTTP answer did
     missed: int = 0
     modes: dict[str, int] = field(default_factory=dict)
+    cut_short: bool = False  # --max-seconds ran out before --urgent conversations
 
 
 async def urgent_children(
@@ -161,12 +162,17 @@ async def urgent_children(
     count: int,
     gap: float,
     offers: Offers,
+    max_seconds: float,
     *,
     real: bool,
 ) -> UrgentResult:
     """Open `count` conversations one after another; time urgent text → offer for each."""
     res = UrgentResult()
+    stop_at = time.perf_counter() + max_seconds
     for n in range(count):
+        if time.perf_counter() > stop_at:
+            res.cut_short = True
+            break
         if real:
             async with http.post(base + "/api/chat/sessions", json={"lang": "zh-CN"}) as r:
                 body = await r.json()
@@ -194,6 +200,13 @@ async def urgent_children(
             continue
         res.offer.append(at - t0)
         res.before_answer += at <= answered
+        if (n + 1) % 50 == 0:
+            print(
+                f"  ... {n + 1}/{count} urgent, offer p50 so far "
+                f"{fmt_ms(percentile(res.offer, 50))} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     return res
 
 
@@ -232,7 +245,9 @@ async def run_shape(
         ]
         try:
             await asyncio.sleep(min(args.think, 5.0))  # let the background reach its pace
-            res = await urgent_children(http, base, args.urgent, args.gap, offers, real=real)
+            res = await urgent_children(
+                http, base, args.urgent, args.gap, offers, args.max_seconds, real=real
+            )
         finally:
             stop.set()
             bg.stopped = time.perf_counter()
@@ -253,6 +268,7 @@ def report(name: str, res: UrgentResult, bg: Background) -> float:
         f"p99 {fmt_ms(p99):>7} ms  max {fmt_ms(max(res.offer, default=float('nan')))} ms  "
         f"({len(res.offer)} offers, {res.missed} missed > {OFFER_TIMEOUT:.0f} s; "
         f"{res.before_answer} arrived before the HTTP answer)"
+        + (" — cut short by --max-seconds" if res.cut_short else "")
     )
     print(
         f"{'':<9} urgent POST p50 {fmt_ms(percentile(res.post, 50))} ms "
@@ -332,8 +348,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--urgent", type=int, default=200, help="urgent conversations to time")
     p.add_argument("--background", type=int, default=200, help="other conversations meanwhile")
-    p.add_argument("--think", type=float, default=5.0, help="mean s between a child's messages")
+    p.add_argument("--think", type=float, default=10.0, help="mean s between a child's messages")
     p.add_argument("--gap", type=float, default=0.05, help="s between urgent conversations")
+    p.add_argument("--max-seconds", type=float, default=90.0, help="cap on the urgent phase")
     p.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     p.add_argument("--skip-reference", action="store_true", help="measure the service only")
     return asyncio.run(bench(p.parse_args()))
