@@ -169,7 +169,7 @@ def report(name: str, s: Stats) -> float:
         f"p99 {fmt_ms(percentile(s.msg_lat, 99)):>7} ms  ({n} messages in {s.elapsed:.1f} s; "
         f"sessions p50 {fmt_ms(percentile(s.session_lat, 50))} ms; {cpu})"
     )
-    if s.walks_done or s.escalated:
+    if name.startswith("service"):
         print(f"{'':<10} {s.walks_done} full walks, {s.escalated} left the bot early")
     if s.errors:
         print(f"{'':<10} errors: {s.errors}")
