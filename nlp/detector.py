@@ -424,13 +424,13 @@ class Detector:
             level = max(level, a.level)  # the level of a conversation never drops
             for c in a.categories:
                 cat_level[c] = max(cat_level.get(c, Level.NONE), a.level)
-        if past:
+        if past and (cur.signals or any(a.signals for a in past)):
             signals = set(cur.signals).union(*(a.signals for a in past))
             if "means" in signals and any("means+" in a.signals for a in [cur, *past]):
                 signals.add("means+")
-            own = rules.fired(cur.signals)
+            seen = set(rules.fired(cur.signals)).union(*(rules.fired(a.signals) for a in past))
             for r in rules.fired(signals):
-                if r in own or any(r in rules.fired(a.signals) for a in past):
+                if r in seen:
                     continue
                 phrases = [
                     p

@@ -4,6 +4,7 @@ violence). Each rule needs at least one active signal from every one of its grou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from nlp.types import Level
 
@@ -296,4 +297,11 @@ DEFAULT_CATEGORY = {
 
 def fired(active: frozenset[str] | set[str]) -> list[Rule]:
     """Rules whose every group has an active signal."""
-    return [r for r in RULES if all(g & active for g in r.groups)]
+    return list(_fired(frozenset(active)))
+
+
+@lru_cache(maxsize=8192)
+def _fired(active: frozenset[str]) -> tuple[Rule, ...]:
+    if not active:
+        return ()
+    return tuple(r for r in RULES if all(g & active for g in r.groups))
