@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -27,6 +28,7 @@ from bot.console.auth import ACCOUNTS
 from bot.keys import HANDOFF, STORE
 
 pytestmark = pytest.mark.browser
+T = TypeVar("T")
 
 CHROME_ARGS = [
     "--headless=new",
@@ -127,7 +129,22 @@ async def volunteer(browser: Browser, server: Server, watch: Watch, name: str, p
     await expect(page.locator("#me")).to_contain_text(name)
     await expect(page.locator("body")).to_have_attribute("data-ws", "open")
     await expect(page.locator("#queue-empty")).to_be_visible()
+    user_id = {u.username: u.id for u in await server.app[ACCOUNTS].users()}[name]
+
+    async def online() -> bool:
+        return any(p.user_id == user_id for p in await server.app[HANDOFF].online())
+
+    assert await eventually(online, True)  # offers go to volunteers the server sees online
     return page
+
+
+async def eventually(get: Callable[[], Awaitable[T]], want: T, seconds: float = 5.0) -> bool:
+    """Poll get() until it returns want (server state that follows a browser action)."""
+    for _ in range(int(seconds / 0.05)):
+        if await get() == want:
+            return True
+        await asyncio.sleep(0.05)
+    return await get() == want
 
 
 async def probe(page: Page, key: str) -> int:
@@ -278,7 +295,13 @@ async def test_accepting_a_chat_someone_else_just_took_says_so_and_drops_the_car
         seen.append(await response.text())
         await route.fulfill(response=response)
 
+    async def catching_up(route: Route) -> None:
+        nonlocal frozen
+        frozen = False  # the server's 409 is news: from here on bob's queue is current again
+        await route.continue_()
+
     await bob.route("**/api/console/queue", lagging)
+    await bob.route("**/accept", catching_up)
 
     async with aiohttp.ClientSession(server.base) as http:
         resp = await http.post("/api/chat/sessions", json={})
@@ -293,11 +316,11 @@ async def test_accepting_a_chat_someone_else_just_took_says_so_and_drops_the_car
 
     for page in (alice, bob):
         await expect(page.locator(f"#queue li.card[data-id='{sid}']")).to_have_count(1)
-    for _ in range(100):  # bob's page fetched the queue that shows the card
-        if any(sid in body for body in seen):
-            break
-        await asyncio.sleep(0.05)
-    assert any(sid in body for body in seen)
+
+    async def bob_saw_it() -> bool:
+        return any(sid in body for body in seen)
+
+    assert await eventually(bob_saw_it, True)  # bob's page fetched the queue showing the card
     frozen = True
 
     await alice.locator("#queue li.card").get_by_role("button", name=re.compile("接单")).click()
@@ -345,21 +368,13 @@ async def test_login_survives_a_reload_presence_toggles_and_logout_ends_the_sess
         online = {p.user_id: p.status for p in await server.app[HANDOFF].online()}
         return online.get(alice_id)
 
-    assert await status() == "available"
+    assert await eventually(status, "available")  # the socket's first heartbeat
     await page.get_by_role("button", name="接单中").click()
     await expect(page.locator("#presence")).to_have_text("暂离")
-    for _ in range(100):
-        if await status() == "away":
-            break
-        await asyncio.sleep(0.05)
-    assert await status() == "away"
+    assert await eventually(status, "away")
     await page.get_by_role("button", name="暂离").click()
     await expect(page.locator("#presence")).to_have_text("接单中")
-    for _ in range(100):
-        if await status() == "available":
-            break
-        await asyncio.sleep(0.05)
-    assert await status() == "available"
+    assert await eventually(status, "available")
 
     await page.get_by_role("button", name="退出登录").click()
     await expect(page.locator("#login")).to_be_visible()
