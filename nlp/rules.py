@@ -246,6 +246,14 @@ RULES: tuple[Rule, ...] = (
         {"labour"},
         {"locked", "threat"},
     ),
+    _r(
+        "stranger_now",
+        Level.IMMINENT,
+        "other_rights",
+        "a stranger following / taking the child, now",
+        {"stranger"},
+        {"now", "now_weak", "hiding", "traffic"},
+    ),
     # --- online harm ---
     _r(
         "online_sexual",
