@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -144,13 +143,18 @@ def spawn(app: web.Application, coro: Any) -> asyncio.Task[Any]:
     return task
 
 
-async def deliver(app: web.Application, conv: ConversationView, msgs: Sequence[Outbound]) -> None:
-    """Send messages to a conversation through the channel it came from."""
+async def deliver(app: web.Application, conv: ConversationView, msgs: Sequence[Outbound]) -> bool:
+    """Send messages through the conversation's channel; False (logged) if they did not go."""
     channel = app[CHANNELS].get(conv.channel)
     if channel is None:
         log.error("conversation %s is on channel %r, which is off", conv.id, conv.channel)
-        return
-    await channel.send(conv.address, msgs)
+        return False
+    try:
+        await channel.send(conv.address, msgs)
+    except Exception:  # the channel recorded why (e.g. WeChat's 48 h window); the caller shows it
+        log.exception("could not deliver %d message(s) to conversation %s", len(msgs), conv.id)
+        return False
+    return True
 
 
 async def mode_changed(app: web.Application, conv: ConversationView) -> None:
@@ -161,12 +165,25 @@ async def mode_changed(app: web.Application, conv: ConversationView) -> None:
         await show(conv.address, conv.mode)
 
 
-async def recover(app: web.Application) -> None:
-    """Answer what a crash left unanswered."""
-    with contextlib.suppress(asyncio.CancelledError):
-        n = await app[PIPELINE].recover(lambda c, m: deliver(app, c, m))
-        if n:
-            log.warning("answered %d message(s) left unanswered by a previous run", n)
+async def recover(app: web.Application, period: float = 30.0) -> None:
+    """Answer what a crash left unanswered: at start, then whatever another process dropped."""
+    pipeline = app[PIPELINE]
+    n = await pipeline.recover(lambda c, m: deliver(app, c, m))
+    if n:
+        log.warning("answered %d message(s) left unanswered by a previous run", n)
+    while True:
+        await asyncio.sleep(period)
+        try:
+            # Only messages old enough that no live turn can still be working on them.
+            n = await pipeline.recover(
+                lambda c, m: deliver(app, c, m), older_than=timedelta(seconds=period)
+            )
+            if n:
+                log.warning("answered %d message(s) another process left unanswered", n)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recovery sweep failed")
 
 
 def policy_of(settings: Settings) -> Policy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.channels.base import Inbound, Outbound, QuickReply
@@ -18,7 +19,7 @@ from storage.views import ConversationView, MessageView
 log = logging.getLogger(__name__)
 
 Assess = Callable[[str, Sequence[str]], Assessment]
-Deliver = Callable[[ConversationView, Sequence[Outbound]], Awaitable[None]]
+Deliver = Callable[[ConversationView, Sequence[Outbound]], Awaitable[object]]
 
 
 class Dialogs(Protocol):
@@ -169,12 +170,17 @@ class Pipeline:
 
     async def process(self, accepted: Accepted) -> list[Outbound]:
         """Run the turn for a stored message; a retry gets the replies already stored."""
+        replies, _fresh = await self._process(accepted)
+        return replies
+
+    async def _process(self, accepted: Accepted) -> tuple[list[Outbound], bool]:
+        """The replies, and whether this call produced them (False: stored by an earlier one)."""
         notes: list[str] = []
         relay: MessageView | None = None
         async with self.store.turn(accepted.conversation_id) as turn:
             msg = await turn.message(accepted.message.id)
             if msg.processed_at is not None:
-                return [from_view(m) for m in await turn.replies_to(msg.id)]
+                return [from_view(m) for m in await turn.replies_to(msg.id)], False
             out, notes, relay_msg = await self._turn(turn, msg)
             if relay_msg:
                 relay = msg
@@ -186,7 +192,7 @@ class Pipeline:
         if relay is not None:
             await self.desk.relay_to_volunteer(conv, relay)
         await self.desk.notify(conv, ["message", *notes])
-        return out
+        return out, True
 
     async def _turn(self, turn: Turn, msg: MessageView) -> tuple[list[Outbound], list[str], bool]:
         conv = turn.conversation
@@ -299,12 +305,14 @@ class Pipeline:
             return [Outbound(notice("after_hours", lang))]
         return [Outbound(notice("handoff_requested", lang, position=position))]
 
-    async def recover(self, deliver: Deliver) -> int:
+    async def recover(self, deliver: Deliver, older_than: timedelta = timedelta(0)) -> int:
         """Answer messages that were stored but never processed (after a crash); returns count."""
         count = 0
-        for msg in await self.store.unprocessed_inbound():
+        for msg in await self.store.unprocessed_inbound(older_than):
             try:
-                replies = await self.process(Accepted(msg.conversation_id, msg, True))
+                replies, fresh = await self._process(Accepted(msg.conversation_id, msg, True))
+                if not fresh:  # a live turn in another process answered it meanwhile
+                    continue
                 conv = await self.store.get_conversation(msg.conversation_id)
                 if conv is not None and replies:
                     await deliver(conv, replies)

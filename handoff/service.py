@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from storage.views import ConversationView, LeadView, MessageView
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[ConversationView, Sequence[str]], Awaitable[None]]
+Deliver = Callable[[ConversationView, Sequence[str]], Awaitable[bool | None]]
 ModeChanged = Callable[[ConversationView], Awaitable[None]]
 CONSOLE_TOPIC = "console"  # every console: the queue changed
 SUPERVISORS_TOPIC = "supervisors"  # escalations, and every live message for oversight
@@ -102,6 +103,7 @@ class HandoffService:
         self.policy = policy or Policy()
         self.clock = clock
         self.mode_changed = mode_changed
+        self.instance = uuid.uuid4().hex  # this process, for per-process presence rows
 
     # ---- presence (the pipeline's question: is anybody there?) ------------------------------
 
@@ -113,25 +115,30 @@ class HandoffService:
         """Online, available volunteers with room for one more chat."""
         return sum(1 for p in await self.online() if p.has_room)
 
-    async def heartbeat(self, user_id: int, status: str | None = None) -> None:
-        """A console of user_id is alive; becoming available offers them the queue."""
-        before = {p.user_id: p for p in await self.online()}.get(user_id)
-        await self.repo.heartbeat(user_id, capacity=self.policy.capacity, status=status)
-        became_available = (before is None or before.status != "available") and (
-            status in (None, "available")
-        )
-        if became_available:
+    async def connect(self, user_id: int) -> None:
+        """A console opened: the volunteer is online and, if available, offered the queue."""
+        await self.heartbeat(user_id)
+        me = {p.user_id: p for p in await self.online()}.get(user_id)
+        if me is not None and me.status == "available":
             await self.offer_queue_to(user_id)
 
+    async def heartbeat(self, user_id: int) -> None:
+        """A console of user_id on this process is alive."""
+        await self.repo.heartbeat(user_id, self.instance, capacity=self.policy.capacity)
+
     async def set_status(self, user_id: int, status: str) -> None:
-        """available | away."""
+        """available | away; becoming available offers the queue."""
         if status not in ("available", "away"):
             raise ValueError("status must be 'available' or 'away'")
-        await self.heartbeat(user_id, status)
+        await self.repo.heartbeat(
+            user_id, self.instance, capacity=self.policy.capacity, status=status
+        )
+        if status == "available":
+            await self.offer_queue_to(user_id)
 
     async def disconnect(self, user_id: int) -> None:
-        """The volunteer's last console closed."""
-        await self.repo.go_offline(user_id)
+        """The volunteer's last console on this process closed."""
+        await self.repo.go_offline(user_id, self.instance)
 
     # ---- the pipeline's hooks ------------------------------------------------------------------
 
@@ -218,7 +225,9 @@ class HandoffService:
                 )
             await turn.assign(user_id)
             conv = await turn.update(
-                mode="human", waiting_since=None, flags={**conv.flags, "human_seen": True}
+                mode="human",
+                waiting_since=None,
+                flags={**conv.flags, "human_seen": True, "escalated": False},
             )
             await turn.add_event("handoff.accepted", {"user_id": user_id}, actor=username)
             text = notice("volunteer_joined", conv.script_lang)
@@ -232,7 +241,16 @@ class HandoffService:
         async with self.store.turn(conversation_id) as turn:
             conv = self._held(turn.conversation, user_id)
             msg = await turn.add_outbound(text, sender=f"volunteer:{user_id}")
-        await self.deliver(conv, [text])
+        if await self.deliver(conv, [text]) is False:
+            # Stored but not delivered (e.g. WeChat's 48-hour window is over): the volunteer
+            # must know the child has not seen it.
+            await self.store.add_event(
+                conv.id, "delivery.failed", {"message_id": msg.id}, actor=f"volunteer:{user_id}"
+            )
+            await self.bus.publish(
+                volunteer_topic(user_id),
+                {"type": "delivery.failed", "conversation_id": conv.id, "message_id": msg.id},
+            )
         await self.bus.publish(volunteer_topic(user_id), message_event(msg))
         await self.bus.publish(SUPERVISORS_TOPIC, message_event(msg))
         return msg
@@ -333,18 +351,20 @@ class HandoffService:
                 await self._escalate(conv)
             every = self.policy.reassure_every.total_seconds()
             n = int(waited.total_seconds() // every) if every > 0 else 0
+            since = int(conv.waiting_since.timestamp())
             if n >= 1 and await self.store.kv_add(
-                f"reassure:{conv.id}:{n}", "1", timedelta(days=1)
+                f"reassure:{conv.id}:{since}:{n}", "1", timedelta(days=1)
             ):
                 await self._say(conv.id, notice("reassure", conv.script_lang))
 
     async def _escalate(self, conv: ConversationView) -> None:
-        if not await self.store.kv_add(f"escalate:{conv.id}", "1", timedelta(days=7)):
-            return  # another process escalated it
+        # Decided under the conversation's lock, so exactly one tick in one process escalates
+        # each waiting period; accepting clears the flag for the next time it waits.
         async with self.store.turn(conv.id) as turn:
-            if turn.conversation.mode != "waiting":
+            now = turn.conversation
+            if now.mode != "waiting" or now.flags.get("escalated"):
                 return
-            conv = await turn.update(flags={**turn.conversation.flags, "escalated": True})
+            conv = await turn.update(flags={**now.flags, "escalated": True})
             await turn.add_event("handoff.escalated", {"level": LEVEL_LABELS[conv.risk_level]})
         reached = await self.offer(conv, escalated=True)
         log.warning(

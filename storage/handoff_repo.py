@@ -79,44 +79,54 @@ class HandoffRepo:
 
     # ---- presence --------------------------------------------------------------------------
 
-    async def heartbeat(self, user_id: int, *, capacity: int, status: str | None = None) -> None:
-        """Mark a volunteer's console alive now (creating the row on first contact)."""
+    async def heartbeat(
+        self, user_id: int, instance: str, *, capacity: int, status: str | None = None
+    ) -> None:
+        """Mark a volunteer's consoles on one process alive now; status applies everywhere."""
 
         async def op() -> None:
             async with self.store._tx() as s:
-                row = await s.get(Presence, user_id)
+                if status is not None:
+                    await s.execute(
+                        update(Presence).where(Presence.user_id == user_id).values(status=status)
+                    )
+                row = await s.get(Presence, (user_id, instance))
                 if row is None:
+                    others = await s.execute(
+                        select(Presence.status)
+                        .where(Presence.user_id == user_id)
+                        .order_by(Presence.last_seen_at.desc())
+                        .limit(1)
+                    )
                     s.add(
                         Presence(
                             user_id=user_id,
-                            status=status or "available",
+                            instance=instance,
+                            status=status or others.scalar_one_or_none() or "available",
                             capacity=capacity,
                             last_seen_at=utcnow(),
                         )
                     )
                 else:
-                    row.last_seen_at = utcnow()
-                    row.capacity = capacity
-                    if status:
-                        row.status = status
+                    row.last_seen_at, row.capacity = utcnow(), capacity
 
         await self.store._retry(op)
 
-    async def set_status(self, user_id: int, status: str, *, capacity: int) -> None:
-        """available | away."""
-        await self.heartbeat(user_id, capacity=capacity, status=status)
-
-    async def go_offline(self, user_id: int) -> None:
-        """The volunteer's last console closed."""
+    async def go_offline(self, user_id: int, instance: str) -> None:
+        """The volunteer's last console on this process closed."""
 
         async def op() -> None:
             async with self.store._tx() as s:
-                await s.execute(delete(Presence).where(Presence.user_id == user_id))
+                await s.execute(
+                    delete(Presence).where(
+                        Presence.user_id == user_id, Presence.instance == instance
+                    )
+                )
 
         await self.store._retry(op)
 
     async def online(self, ttl: timedelta) -> list[PresenceView]:
-        """Volunteers whose console heartbeat is fresher than ttl, with their open chats."""
+        """Volunteers with a console heartbeat fresher than ttl anywhere, with their open chats."""
         cutoff = utcnow() - ttl
 
         async def op() -> list[PresenceView]:
@@ -131,12 +141,17 @@ class HandoffRepo:
                     select(Presence, func.coalesce(active.c.n, 0))
                     .outerjoin(active, active.c.assigned_to == Presence.user_id)
                     .where(Presence.last_seen_at >= cutoff)
-                    .order_by(Presence.user_id)
+                    .order_by(Presence.user_id, Presence.last_seen_at.desc())
                 )
-                return [
-                    PresenceView(p.user_id, p.status, p.capacity, int(n), _aware(p.last_seen_at))
-                    for p, n in (await s.execute(q)).all()
-                ]
+                views: dict[int, PresenceView] = {}
+                for p, n in (await s.execute(q)).all():
+                    views.setdefault(  # the freshest row of each user speaks for them
+                        p.user_id,
+                        PresenceView(
+                            p.user_id, p.status, p.capacity, int(n), _aware(p.last_seen_at)
+                        ),
+                    )
+                return list(views.values())
 
         return await self.store._retry(op)
 

@@ -11,11 +11,14 @@ from storage.models import Base, BigId, utcnow
 
 
 class Presence(Base):
-    """A volunteer's console presence: online while a console heartbeats, available or away."""
+    """A volunteer's consoles on one process: online while they heartbeat, available or away."""
 
     __tablename__ = "presence"
 
     user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # One row per serving process, so closing a console on one process never takes a
+    # volunteer offline while their console on another process is still open.
+    instance: Mapped[str] = mapped_column(String(32), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default="available")  # available | away
     capacity: Mapped[int] = mapped_column(Integer, default=3)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -162,7 +162,12 @@ async def conversation(request: web.Request) -> web.Response:
                 for n in await handoff.repo.notes(conv.id)
             ],
             "leads": [_lead_json(x) for x in await store.leads_for(conv.id)],
-            "window": conv.flags.get("wechat_window"),
+            # Why the child may not have seen replies (set by the channel, e.g. WeChat's
+            # 48-hour window or send quota): shown to the volunteer, never lost silently.
+            "delivery": {
+                "blocked": conv.flags.get("wechat_reply_blocked"),
+                "undelivered": conv.flags.get("wechat_undelivered"),
+            },
         }
     )
 
@@ -486,8 +491,8 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
         open_consoles[user.id] = open_consoles.get(user.id, 0) + 1
         tasks: list[asyncio.Task[None]] = []
         try:
+            await handoff.connect(user.id)  # online, and offered whatever is waiting
             await ws.send_json({"type": "hello", "user": user_json(user)})
-            await handoff.heartbeat(user.id)
             tasks = [asyncio.create_task(forward()), asyncio.create_task(beat())]
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and msg.data == "ping":

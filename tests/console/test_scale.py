@@ -500,15 +500,9 @@ async def test_a_waiting_handoff_survives_kill_dash_nine(tmp_path: Path, people)
         server.stop()
 
 
-# ---- known defects: strict xfail, so a fix turns them red until the marker is removed ------------
+# ---- defects this file found once, kept as regression tests -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="handoff/service.py HandoffService.heartbeat offers the queue only when the DB presence "
-    "row was absent or away; a console open at kill -9 leaves a fresh row, so its reconnection "
-    "is never offered what was queued meanwhile",
-)
 async def test_a_console_open_at_the_crash_is_offered_the_queue_when_it_reconnects(
     tmp_path: Path, people
 ) -> None:
@@ -540,11 +534,6 @@ async def test_a_console_open_at_the_crash_is_offered_the_queue_when_it_reconnec
 
 @pytest.mark.postgres
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/console/api.py console_ws calls HandoffService.disconnect -> HandoffRepo.go_offline, "
-    "which deletes the user's presence row although another console of theirs is still open",
-)
 async def test_closing_one_of_two_consoles_keeps_the_volunteer_online(cluster, people) -> None:
     a, b = cluster
     console, child = people
@@ -562,11 +551,6 @@ async def test_closing_one_of_two_consoles_keeps_the_volunteer_online(cluster, p
 
 @pytest.mark.postgres
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="handoff/service.py HandoffService.tick/_escalate: flags['escalated'] and the kv key "
-    "'escalate:<id>' (7 days) survive accept and release, so a second wait gets no SLA",
-)
 async def test_a_chat_queued_again_after_release_is_escalated_again(cluster, people) -> None:
     a, b = cluster
     console, child = people

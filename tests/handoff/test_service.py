@@ -86,7 +86,7 @@ async def desk(database_url: str):
     await store.close()
 
 
-async def drain(sub, n: int, timeout: float = 2.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+async def drain(sub, n: int, timeout: float = 2.0) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
         event = await asyncio.wait_for(sub.__anext__(), timeout)
@@ -133,7 +133,7 @@ async def test_a_new_handoff_is_offered_to_volunteers_with_room(desk: Desk) -> N
 async def test_coming_online_offers_what_is_waiting(desk: Desk) -> None:
     conv = await desk.waiting()
     async with desk.bus.subscribe(volunteer_topic(7)) as sub:
-        await desk.service.heartbeat(7)
+        await desk.service.connect(7)
         [offer] = await drain(sub, 1)
     assert offer["conversation"]["id"] == conv.id
 

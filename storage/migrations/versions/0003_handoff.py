@@ -22,6 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "presence",
         sa.Column("user_id", sa.Integer, primary_key=True),
+        sa.Column("instance", sa.String(32), primary_key=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("capacity", sa.Integer, nullable=False),
         sa.Column("last_seen_at", TS, nullable=False),
