@@ -99,6 +99,11 @@ def main() -> None:
     detector.get().analyse.cache_clear()
     report("nlp.assess (cold cache)", timed(nlp.assess, texts))
     report("nlp.assess (repeat, cached)", timed(nlp.assess, texts[-5000:]))
+    # On a shared machine p99 is mostly the scheduler; the best of 3 uncached runs per message
+    # shows the detector's own tail (labelled as such, not a substitute for the line above).
+    raw = detector.get()._analyse
+    best = [min(timed(raw, [t, t, t])) for t in texts[:5000]]
+    report("detector, best of 3 (uncached)", best)
     # Conversations as the pipeline sends them: each turn with all earlier turns as history.
     detector.get().analyse.cache_clear()
     convs = [messages(10)[:0] + texts[i : i + 10] for i in range(0, 10000, 10)]
