@@ -110,6 +110,25 @@ class Pipeline:
         conversation_id: str | None = None,
     ) -> tuple[ConversationView, list[Outbound]]:
         """Open a conversation and store the script's greeting."""
+        conv, step = await self._open(
+            channel, address, script_id, lang, token=token, conversation_id=conversation_id
+        )
+        replies = [to_outbound(r) for r in step.replies]
+        async with self.store.turn(conv.id) as turn:
+            for r in replies:
+                await turn.add_outbound(r.text, _opts(r))
+            conv = await turn.update(flags={**conv.flags, "greeted": True})
+        return conv, replies
+
+    async def _open(
+        self,
+        channel: str,
+        address: str,
+        script_id: str | None = None,
+        lang: str | None = None,
+        **extra: Any,
+    ) -> tuple[ConversationView, Step]:
+        """A new conversation at the start of its script (greeting not yet stored)."""
         step = self.dialogs.start(script_id or self.default_script, lang or self.default_lang)
         conv = await self.store.create_conversation(
             channel=channel,
@@ -119,31 +138,16 @@ class Pipeline:
             script_version=step.state.version,
             state=step.state.state,
             slots=step.state.slots,
-            token=token,
-            conversation_id=conversation_id,
+            **extra,
         )
-        replies = [to_outbound(r) for r in step.replies]
-        async with self.store.turn(conv.id) as turn:
-            for r in replies:
-                await turn.add_outbound(r.text, _opts(r))
-            conv = await turn.update(flags={**conv.flags, "greeted": True})
-        return conv, replies
+        return conv, step
 
     async def accept(self, inbound: Inbound, *, conversation_id: str | None = None) -> Accepted:
         """Store the message before anything else (idempotent on channel + message id)."""
         if conversation_id is None:
             conv = await self.store.find_open_conversation(inbound.channel, inbound.address)
             if conv is None:
-                step = self.dialogs.start(self.default_script, self.default_lang)
-                conv = await self.store.create_conversation(
-                    channel=inbound.channel,
-                    address=inbound.address,
-                    script_id=step.state.script_id,
-                    script_lang=step.state.lang,
-                    script_version=step.state.version,
-                    state=step.state.state,
-                    slots=step.state.slots,
-                )
+                conv, _step = await self._open(inbound.channel, inbound.address)
             conversation_id = conv.id
         else:
             found = await self.store.get_conversation(conversation_id)
