@@ -266,7 +266,7 @@ def report(name: str, res: UrgentResult, bg: Background) -> float:
     print(
         f"{name:<9} offer p50 {fmt_ms(percentile(res.offer, 50)):>7} ms  "
         f"p99 {fmt_ms(p99):>7} ms  max {fmt_ms(max(res.offer, default=float('nan')))} ms  "
-        f"({len(res.offer)} offers, {res.missed} missed > {OFFER_TIMEOUT:.0f} s; "
+        f"({len(res.offer)} offers, {res.missed} missed (none {OFFER_TIMEOUT:.0f} s after the answer); "
         f"{res.before_answer} arrived before the HTTP answer)"
         + (" — cut short by --max-seconds" if res.cut_short else "")
     )
