@@ -53,3 +53,28 @@ def test_dialogs_validate(tmp_path: Path) -> None:
     out = run(["dialogs", "validate", str(bad)], tmp_path)
     assert out.returncode == 1
     assert "nowhere" in out.stdout and "bad.yaml" in out.stdout
+
+
+def test_assess_reads_json_lines_and_explains_each_verdict(tmp_path: Path) -> None:
+    import json
+
+    lines = '{"text": "我想死"}\n{"texts": ["他又喝醉了", "我躲在厕所"]}\n{"text": "笑死我了"}\n'
+    out = run(["assess"], tmp_path, stdin=lines)
+    assert out.returncode == 0, out.stderr
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(results) == 3 and results[0]["level"] in ("urgent", "imminent")
+    assert results[0]["hits"][0]["text"] == "想死" and results[0]["hits"][0]["rule"]
+    assert results[1]["level"] in ("urgent", "imminent")  # risk built across the turns
+    assert results[2]["level"] == "none"  # hyperbole, not risk
+
+
+def test_eval_prints_precision_recall_and_a_confusion_table(tmp_path: Path) -> None:
+    data = tmp_path / "tiny.jsonl"
+    data.write_text(
+        '{"text": "我想死", "level": 6, "high_risk": 1}\n'
+        '{"text": "今天天气真好", "level": 0, "high_risk": 0}\n',
+        encoding="utf-8",
+    )
+    out = run(["eval", str(data)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "recall" in out.stdout.lower() and "precision" in out.stdout.lower()
