@@ -251,7 +251,8 @@ async def run_shape(
         finally:
             stop.set()
             bg.stopped = time.perf_counter()
-            await asyncio.wait(children, timeout=30)
+            if children:
+                await asyncio.wait(children, timeout=30)
             for t in children:
                 t.cancel()
             await ws.close()
