@@ -26,6 +26,11 @@
   };
   var HIDDEN_SLOTS = { summary_text: true };
   var VERDICT = { confirmed: '属实', false_alarm: '误报' };
+  var UNDELIVERED = {
+    reply_window_closed: '微信 48 小时回复窗口已关闭，孩子再发消息前，回复送不到。',
+    reply_quota_used: '微信回复次数已用完，孩子再发消息前，回复送不到。',
+    send_failed: '发送到孩子的渠道失败。'
+  };
   var WS_MAX_DELAY = 30000;
   var PING_EVERY = 20000;
 
@@ -54,6 +59,7 @@
   var refreshTimer = null;
   var queueTimer = null;
   var audio = null;
+  var undelivered = {};     // message id -> true: stored but the child's channel refused it
   var accepting = {};       // conversation id -> true while my own accept is in flight
 
   // ---- small helpers ----
@@ -279,6 +285,9 @@
       case 'conversation.released':
       case 'conversation.closed':
         onEnded(msg.conversation, msg.type);
+        break;
+      case 'delivery.failed':
+        onUndelivered(msg.conversation_id, msg.message_id);
         break;
       case 'bus.resync':
         loadAll();
@@ -542,6 +551,36 @@
     }
   }
 
+  // The reply is stored but the child did not get it (e.g. WeChat's reply window): say so.
+  function onUndelivered(convId, msgId) {
+    undelivered[msgId] = true;
+    if (open && open.id === convId) {
+      markUndelivered(msgId);
+      scheduleRefresh(); // the conversation's delivery block says why
+    }
+    toast('有一条回复没有送到孩子那里。', 'warn');
+  }
+
+  function markUndelivered(msgId) {
+    var li = $('transcript').querySelector('li.msg[data-id="' + msgId + '"]');
+    if (!li || li.querySelector('.undelivered')) return;
+    li.classList.add('failed');
+    li.appendChild(el('div', { className: 'undelivered', text: '未送达' }));
+  }
+
+  function renderDelivery(d) {
+    var box = $('delivery');
+    var info = d.delivery || {};
+    var why = info.blocked || (info.undelivered && info.undelivered.reason);
+    if (!why) { box.hidden = true; return; }
+    var text = UNDELIVERED[why] || UNDELIVERED.send_failed;
+    if (info.undelivered && info.undelivered.total) {
+      text += '（累计 ' + info.undelivered.total + ' 条未送达）';
+    }
+    box.textContent = text;
+    box.hidden = false;
+  }
+
   // ---- one conversation ----
   async function openConversation(id) {
     var r = await api('GET', '/api/console/conversations/' + encodeURIComponent(id));
@@ -615,6 +654,7 @@
     (d.messages || []).forEach(appendMessage);
     list.scrollTop = list.scrollHeight;
 
+    renderDelivery(d);
     $('summary').textContent = d.summary || '（还没有摘要）';
     var slots = $('slots');
     clear(slots);
@@ -678,6 +718,7 @@
     if (hits.length) li.appendChild(hitPanel(m.id, hits));
     var list = $('transcript');
     list.appendChild(li);
+    if (undelivered[m.id]) markUndelivered(m.id);
     list.scrollTop = list.scrollHeight;
   }
 

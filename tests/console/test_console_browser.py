@@ -25,7 +25,8 @@ from playwright.async_api import (
 from bot.app import build_app
 from bot.config import Settings
 from bot.console.auth import ACCOUNTS
-from bot.keys import HANDOFF, STORE
+from bot.keys import BUS, HANDOFF, STORE
+from handoff.service import volunteer_topic
 
 pytestmark = pytest.mark.browser
 T = TypeVar("T")
@@ -219,6 +220,17 @@ async def test_urgent_child_is_offered_to_both_accepted_by_one_and_closed_with_a
     await expect(reply).to_have_value("")
     await expect(alice.locator("#transcript li.msg.volunteer")).to_contain_text(REPLY)
     await expect(child.locator("#log .bubble").filter(has_text=REPLY)).to_have_count(1)
+
+    # Had the child's channel refused it, alice would see it marked (the service's event).
+    mine = alice.locator("#transcript li.msg.volunteer").filter(has_text=REPLY)
+    reply_id = int(await mine.get_attribute("data-id") or 0)
+    alice_id = {u.username: u.id for u in await server.app[ACCOUNTS].users()}["alice"]
+    await server.app[BUS].publish(
+        volunteer_topic(alice_id),
+        {"type": "delivery.failed", "conversation_id": conv_id, "message_id": reply_id},
+    )
+    await expect(mine.locator(".undelivered")).to_have_text("未送达")
+    await expect(alice.locator("#toast")).to_contain_text("没有送到孩子那里")
 
     # The child answers; alice sees it live, the risk words highlighted, and marks the hit.
     await box.fill(ANSWER)
