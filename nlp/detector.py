@@ -236,6 +236,12 @@ class Detector:
             if clause[m.start] in past_clauses and not _ongoing(s, clause, m.start):
                 m.past = True
             m.subject = self._subject(m, tokens, tok_at, clause)
+        # Weak resolution cues (不再, 再也没有) resolve only what is in their own clause
+        # ("他再也没有打我"), not a whole text ("不再为人就太好了", "再也没有醒来").
+        for a, b in mod.get("resolved_local", ()):
+            for m in matches:
+                if clause[m.start] == clause[a] and not (m.start <= a and b <= m.end):
+                    m.past = True  # a cue inside the hit is the hit's own wording (不再为人)
         _anchor(matches, tokens, mod, s, clause)
         return self._decide(text, norm, matches, mod)
 

@@ -172,6 +172,22 @@ RULES: tuple[Rule, ...] = (
         {"distress", "deathword", "intent", "lifeword"},
     ),
     _r("selfharm_injury", Level.URGENT, SUICIDE, "self-harm with injury", {"selfharm"}, {"injury"}),
+    _r(
+        "pact_with_death_talk",
+        Level.URGENT,
+        SUICIDE,
+        "asking for a partner ('一起?', '约') with death talk or the means",
+        {"pact"},
+        S_CTX | {"means+", "tonight"},
+    ),
+    _r(
+        "scars_with_death_talk",
+        Level.URGENT,
+        SUICIDE,
+        "self-harm scars with death talk",
+        {"scar"},
+        {"intent", "deathword", "goodbye", "method", "attempt"},
+    ),
     # --- violence at home: happening now, hiding from it ---
     _r(
         "violence_now",
