@@ -351,7 +351,10 @@ class Detector:
             cat_level[r.category] = max(cat_level.get(r.category, Level.NONE), r.level)
         # Caps: a resolved past ("以前被打过 现在好了") or a news/class report with no "me"
         # is recorded (routine) but does not call a human.
-        has_self = any(m.subject == "self" and _first_person_near(s) for m in matches)
+        has_self = any(
+            m.subject == "self" and (_first_person_near(s) or "pact" in m.entry.tags)
+            for m in matches
+        )
         capped = False
         if level > Level.ROUTINE:
             resolved = bool(mod.get("resolved")) and not active & {"now", "tonight", "time"}
@@ -496,10 +499,19 @@ def _anchor(
     has_adult = bool(mod.get("adult")) or bool(mod.get("report"))
     has_third = any(w in THIRD_PERSON for w, _a, _b in tokens)
     speaks = _SPEAKER.search(s) is not None  # "我" as a person in the story, not "我觉得"
-    peers = mod.get("peer", ())
+    # A bare 女生 / 孩子 in a debate means people in general ("女生被性侵还要被骂"); it names a
+    # child in this chat only with a determiner (我们班一个女生, 隔壁的孩子, 有个男生).
+    generic_peers = set(mod.get("generic_peer", ()))
+    peers = [
+        (a, b)
+        for a, b in mod.get("peer", ())
+        if (a, b) not in generic_peers or _DETERMINER.search(s[max(0, a - 4) : a])
+    ]
     for m in matches:
         if m.entry.floor <= Level.ROUTINE or "我" in s[m.start : m.end]:
             continue
+        if "pact" in m.entry.tags:
+            continue  # recruiting a partner is about the writer, whoever else is named
         if m.entry.category in (rules.SUICIDE, NO_CATEGORY):
             if not (has_first or has_peer):
                 m.unanchored = has_adult
@@ -513,8 +525,12 @@ def _anchor(
         if "topic" in m.entry.tags:
             m.unanchored = True
         else:
-            m.unanchored = has_adult or (not speaks and (has_third or has_first))
+            # generic people (这种人, 那些人) mark an opinion about others, for abuse words only
+            generic = has_adult or bool(mod.get("generic"))
+            m.unanchored = generic or (not speaks and (has_third or has_first))
 
+
+_DETERMINER = re.compile(r"(个|班|的|我|隔壁|邻居|这|那|她|他)$")
 
 # "我" as a participant; "我觉得 / 我认为 ..." is an opinion about others.
 _SPEAKER = re.compile(r"[我俺](?!(觉得|认为|支持|反对|看来|相信|建议|个人|是说|想说|说|感觉))")
