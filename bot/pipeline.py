@@ -142,9 +142,17 @@ class Pipeline:
         )
         return conv, step
 
-    async def accept(self, inbound: Inbound, *, conversation_id: str | None = None) -> Accepted:
+    async def accept(
+        self,
+        inbound: Inbound,
+        *,
+        conversation_id: str | None = None,
+        conversation: ConversationView | None = None,
+    ) -> Accepted:
         """Store the message before anything else (idempotent on channel + message id)."""
-        if conversation_id is None:
+        if conversation is not None:
+            conv, conversation_id = conversation, conversation.id
+        elif conversation_id is None:
             conv = await self.store.find_open_conversation(inbound.channel, inbound.address)
             if conv is None:
                 conv, _step = await self._open(inbound.channel, inbound.address)
@@ -174,29 +182,34 @@ class Pipeline:
 
     async def process(self, accepted: Accepted) -> list[Outbound]:
         """Run the turn for a stored message; a retry gets the replies already stored."""
-        replies, _fresh = await self._process(accepted)
+        replies, _mode, _fresh = await self._process(accepted)
         return replies
 
-    async def _process(self, accepted: Accepted) -> tuple[list[Outbound], bool]:
-        """The replies, and whether this call produced them (False: stored by an earlier one)."""
+    async def respond(self, accepted: Accepted) -> tuple[list[Outbound], str]:
+        """process(), plus who answers the child from now on (bot, waiting, human, closed)."""
+        replies, mode, _fresh = await self._process(accepted)
+        return replies, mode
+
+    async def _process(self, accepted: Accepted) -> tuple[list[Outbound], str, bool]:
+        """Replies, the mode after the turn, and whether this call produced the replies."""
         notes: list[str] = []
         relay: MessageView | None = None
         async with self.store.turn(accepted.conversation_id) as turn:
             msg = await turn.message(accepted.message.id)
             if msg.processed_at is not None:
-                return [from_view(m) for m in await turn.replies_to(msg.id)], False
+                stored = [from_view(m) for m in await turn.replies_to(msg.id)]
+                return stored, turn.conversation.mode, False
             out, notes, relay_msg = await self._turn(turn, msg)
             if relay_msg:
                 relay = msg
-            for o in out:
-                await turn.add_outbound(o.text, _opts(o), in_reply_to=msg.id)
+            turn.add_replies([(o.text, _opts(o)) for o in out], in_reply_to=msg.id)
             await turn.mark_processed(msg.id)
-            conv = turn.conversation
+            conv = await turn.update(last_inbound_at=msg.created_at)
         # After commit: consoles learn about it only once it is durable.
         if relay is not None:
             await self.desk.relay_to_volunteer(conv, relay)
         await self.desk.notify(conv, ["message", *notes])
-        return out, True
+        return out, conv.mode, True
 
     async def _turn(self, turn: Turn, msg: MessageView) -> tuple[list[Outbound], list[str], bool]:
         conv = turn.conversation
@@ -314,7 +327,9 @@ class Pipeline:
         count = 0
         for msg in await self.store.unprocessed_inbound(older_than):
             try:
-                replies, fresh = await self._process(Accepted(msg.conversation_id, msg, True))
+                replies, _mode, fresh = await self._process(
+                    Accepted(msg.conversation_id, msg, True)
+                )
                 if not fresh:  # a live turn in another process answered it meanwhile
                     continue
                 conv = await self.store.get_conversation(msg.conversation_id)

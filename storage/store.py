@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from storage.views import ConversationView, LeadView, MessageView
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_HOLDS_WRITE: ContextVar[bool] = ContextVar("qingting_holds_sqlite_write", default=False)
 
 TRANSIENT_RETRIES = (0.1, 0.3, 1.0, 2.0)  # seconds; a database that goes away for a moment
 
@@ -78,13 +80,17 @@ class Store:
         self.vault = vault
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._locks = _KeyedLocks()
+        self._write_lock = asyncio.Lock()
         self.is_postgres = engine.dialect.name == "postgresql"
 
     @classmethod
     def open(cls, url: str, vault: Vault, *, pool_size: int = 10) -> Store:
         """Engine for url with the pragmas and pool this project relies on."""
         if url.startswith("sqlite"):
-            engine = create_async_engine(url, connect_args={"timeout": 15})
+            # Connections to a SQLite file are cheap; a turn holds one while it waits to write.
+            engine = create_async_engine(
+                url, connect_args={"timeout": 15}, pool_size=20, max_overflow=200
+            )
             _sqlite_pragmas(engine)
         else:
             engine = create_async_engine(
@@ -122,11 +128,44 @@ class Store:
         raise AssertionError("unreachable")
 
     @asynccontextmanager
+    async def _writer(self) -> AsyncIterator[None]:
+        """On SQLite, one write transaction at a time in this process.
+
+        SQLite has one writer anyway; queueing here instead of in its busy handler (which
+        sleeps and retries) keeps latency flat under load. PostgreSQL needs no such lock.
+        """
+        if self.is_postgres:
+            yield
+            return
+        if _HOLDS_WRITE.get():
+            raise RuntimeError("nested write transaction on SQLite (would wait for itself)")
+        async with self._write_lock:
+            token = _HOLDS_WRITE.set(True)
+            try:
+                yield
+            finally:
+                _HOLDS_WRITE.reset(token)
+
+    @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite, so writers queue, never deadlock)."""
-        async with self._sessions() as session, session.begin():
-            await session.connection(execution_options={"qt_write": True})
-            yield session
+        """A write transaction (on SQLite: BEGIN IMMEDIATE under the process's write lock)."""
+        if self.is_postgres:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._sessions() as session:
+            # The connection first, then the lock: whoever holds the write lock never waits
+            # for a pooled connection, so the two can never wait for each other.
+            await session.connection(execution_options={"qt_autocommit": True})
+            async with self._writer():
+                conn = await session.connection()
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
 
     # ---- conversations -------------------------------------------------------------------
 
@@ -284,11 +323,6 @@ class Store:
                         created_at=now,
                     )
                     s.add(row)
-                    await s.execute(
-                        update(Conversation)
-                        .where(Conversation.id == conversation_id)
-                        .values(last_inbound_at=now, updated_at=now)
-                    )
                     await s.flush()
                     return self._msg_view(row), True
             except IntegrityError:
@@ -364,21 +398,45 @@ class Store:
 
     @asynccontextmanager
     async def turn(self, conversation_id: str) -> AsyncIterator[Turn]:
-        """Exclusive access to one conversation for load → handle → save, as one transaction."""
-        async with self._locks.hold(conversation_id):
-            await self._retry(self._check_connection)  # wait out a brief outage before starting
-            async with self._tx() as s:
-                q = select(Conversation).where(Conversation.id == conversation_id)
-                if self.is_postgres:
-                    q = q.with_for_update()  # other processes wait for this turn
-                row = (await s.execute(q)).scalar_one_or_none()
-                if row is None:
-                    raise ConversationNotFound(conversation_id)
-                yield Turn(self, s, row)
+        """Exclusive access to one conversation for load → handle → save, as one transaction.
 
-    async def _check_connection(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
+        PostgreSQL: one transaction holding the row lock (other processes wait). SQLite (one
+        process): the in-process conversation lock gives exclusivity, so the turn reads
+        without a transaction and takes SQLite's single write lock only to write its changes
+        at the end — the reading and thinking of one turn never holds up another's writes.
+        """
+        async with self._locks.hold(conversation_id):
+            session, row = await self._retry(lambda: self._begin_turn(conversation_id))
+            turn = Turn(self, session, row)
+            try:
+                yield turn
+                await turn._commit()
+            except BaseException:
+                await session.rollback()
+                raise
+            finally:
+                turn._release()
+                await session.close()
+
+    async def _begin_turn(self, conversation_id: str) -> tuple[AsyncSession, Conversation]:
+        """Open the turn's session and read the row (retried as a whole if the DB blinks)."""
+        session = self._sessions()
+        try:
+            if self.is_postgres:
+                await session.connection()
+                q = select(Conversation).where(Conversation.id == conversation_id)
+                q = q.with_for_update()  # other processes wait for this turn
+            else:
+                session.autoflush = False  # nothing is written before Turn._begin_write()
+                await session.connection(execution_options={"qt_autocommit": True})
+                q = select(Conversation).where(Conversation.id == conversation_id)
+            row = (await session.execute(q)).scalar_one_or_none()
+            if row is None:
+                raise ConversationNotFound(conversation_id)
+            return session, row
+        except BaseException:
+            await session.close()
+            raise
 
     # ---- events, leads, kv -----------------------------------------------------------------
 
@@ -568,11 +626,41 @@ class Turn:
         self._store = store
         self._s = session
         self._row = row
+        self._loaded: dict[int, Message] = {}  # messages read in this turn, to update in place
+        self._writing = False
+        self._lock_token: Any = None
         self.conversation = store._conv_view(row)
+
+    async def _begin_write(self) -> None:
+        """SQLite: take the process's write lock and start the write transaction (once)."""
+        if self._writing or self._store.is_postgres:
+            return
+        if _HOLDS_WRITE.get():
+            raise RuntimeError("nested write transaction on SQLite (would wait for itself)")
+        await self._store._write_lock.acquire()
+        self._lock_token = _HOLDS_WRITE.set(True)
+        self._writing = True
+        conn = await self._s.connection()
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    async def _commit(self) -> None:
+        """Write what the turn changed, in one short transaction."""
+        if self._s.new or self._s.dirty or self._s.deleted:
+            await self._begin_write()
+        await self._s.flush()
+        await self._s.commit()
+
+    def _release(self) -> None:
+        if self._writing and not self._store.is_postgres:
+            _HOLDS_WRITE.reset(self._lock_token)
+            self._store._write_lock.release()
+            self._writing = False
 
     async def message(self, message_id: int) -> MessageView:
         """One message of this conversation, read inside the turn."""
-        row = await self._s.get(Message, message_id)
+        row = await self._s.get(Message, message_id, populate_existing=True)
+        if row is not None:
+            self._loaded[message_id] = row
         if row is None or row.conversation_id != self._row.id:
             raise LookupError(f"message {message_id} is not in conversation {self._row.id}")
         return self._store._msg_view(row)
@@ -624,6 +712,7 @@ class Turn:
 
     async def assign(self, user_id: int | None) -> None:
         """End the current holder's assignment and start user_id's (None: nobody holds it)."""
+        await self._begin_write()
         from storage.models_handoff import Assignment
 
         now = utcnow()
@@ -640,7 +729,7 @@ class Turn:
         """Change conversation columns (state, slots, mode, risk_level, categories, flags...)."""
         for key, value in self._store._conv_changes(changes).items():
             setattr(self._row, key, value)
-        await self._s.flush()
+        # No flush: the changes go out in one UPDATE at the next query or at commit.
         self.conversation = self._store._conv_view(self._row)
         return self.conversation
 
@@ -654,6 +743,7 @@ class Turn:
         kind: str = "text",
     ) -> MessageView:
         """Store one message to the child (before it is sent)."""
+        await self._begin_write()  # the caller wants the id: the row is written now
         payload = {"text": text, "options": [dict(o) for o in options]}
         row = Message(
             conversation_id=self._row.id,
@@ -670,25 +760,45 @@ class Turn:
         await self._s.flush()
         return self._store._msg_view(row)
 
+    def add_replies(
+        self, replies: Sequence[tuple[str, Sequence[Mapping[str, str]]]], in_reply_to: int
+    ) -> None:
+        """Store the bot's replies to one message (ids are not needed, so no flush)."""
+        now = utcnow()
+        for text, options in replies:
+            self._s.add(
+                Message(
+                    conversation_id=self._row.id,
+                    channel=self._row.channel,
+                    channel_message_id=None,
+                    direction="out",
+                    sender="bot",
+                    kind="text",
+                    body_enc=self._store._enc_json(
+                        {"text": text, "options": [dict(o) for o in options]}
+                    ),
+                    in_reply_to=in_reply_to,
+                    created_at=now,
+                )
+            )
+
     async def set_assessment(
         self, message_id: int, level: int, categories: Sequence[str], detail: Mapping[str, Any]
     ) -> None:
         """Record the detector's result on an inbound message (hits encrypted: they quote it)."""
-        await self._s.execute(
-            update(Message)
-            .where(Message.id == message_id)
-            .values(
-                risk_level=level,
-                categories=list(categories),
-                assessment_enc=self._store._enc_json(dict(detail)),
-            )
-        )
+        row = self._loaded.get(message_id) or await self._s.get(Message, message_id)
+        if row is None:
+            raise LookupError(message_id)
+        row.risk_level = level
+        row.categories = list(categories)
+        row.assessment_enc = self._store._enc_json(dict(detail))
 
     async def mark_processed(self, message_id: int) -> None:
         """The inbound message has been answered."""
-        await self._s.execute(
-            update(Message).where(Message.id == message_id).values(processed_at=utcnow())
-        )
+        row = self._loaded.get(message_id) or await self._s.get(Message, message_id)
+        if row is None:
+            raise LookupError(message_id)
+        row.processed_at = utcnow()
 
     async def add_event(
         self, type_: str, data: Mapping[str, Any] | None = None, actor: str = "system"
@@ -714,6 +824,7 @@ class Turn:
         category: str | None = None,
     ) -> LeadView:
         """Create the lead with this code, or update it if this conversation already has it."""
+        await self._begin_write()
         q = select(Lead).where(Lead.code == code)
         row = (await self._s.execute(q)).scalar_one_or_none()
         now = utcnow()
@@ -764,5 +875,6 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         # Reads take a deferred snapshot (WAL readers never block); writes take the lock up
         # front, because a deferred reader upgrading to writer fails with SQLITE_BUSY at once.
-        write = conn.get_execution_options().get("qt_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if conn.get_execution_options().get("qt_autocommit"):
+            return  # reads in autocommit; writers issue BEGIN IMMEDIATE under the write lock
+        conn.exec_driver_sql("BEGIN")

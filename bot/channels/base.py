@@ -56,12 +56,18 @@ class Accepted(Protocol):
 class Receiver(Protocol):
     """The core as a channel sees it: store first, then run the turn."""
 
-    async def accept(self, inbound: Inbound, *, conversation_id: str | None = None) -> Any:
+    async def accept(
+        self, inbound: Inbound, *, conversation_id: str | None = None, conversation: Any = None
+    ) -> Any:
         """Store the message (idempotent); returns an Accepted."""
         ...
 
     async def process(self, accepted: Any) -> list[Outbound]:
         """Run the turn for a stored message and return the replies (already stored)."""
+        ...
+
+    async def respond(self, accepted: Any) -> tuple[list[Outbound], str]:
+        """process(), plus the conversation's mode afterwards (bot, waiting, human, closed)."""
         ...
 
 

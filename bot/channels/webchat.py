@@ -183,12 +183,9 @@ class WebChatChannel:
             received_at=datetime.now(UTC),
         )
         receiver = self.ctx.receiver
-        accepted = await receiver.accept(inbound, conversation_id=conv.id)
-        replies = await receiver.process(accepted)
-        after = await self.ctx.services["store"].get_conversation(conv.id)
-        return web.json_response(
-            {"replies": [r.to_dict() for r in replies], "mode": after.mode if after else "bot"}
-        )
+        accepted = await receiver.accept(inbound, conversation=conv)
+        replies, mode = await receiver.respond(accepted)
+        return web.json_response({"replies": [r.to_dict() for r in replies], "mode": mode})
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """GET /api/chat/sessions/{id}/ws?token=...: late replies pushed as they come."""

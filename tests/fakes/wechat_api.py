@@ -285,7 +285,7 @@ class FakeWeChatAPI:
         self,
         openid: str,
         n: int,
-        timeout: float = 5,  # noqa: ASYNC109
+        timeout: float = 5,
     ) -> list[str]:
         """Wait until at least n texts were delivered to openid and return them all."""
         assert self._changed is not None, "start the fake first"
