@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -200,8 +200,8 @@ class Pipeline:
                 stored = [from_view(m) for m in await turn.replies_to(msg.id)]
                 return stored, turn.conversation.mode, False
             out, notes, relay_msg = await self._turn(turn, msg)
-            if relay_msg:
-                relay = msg
+            if relay_msg:  # the volunteer sees it with its assessment, to highlight the hits
+                relay = replace(msg, risk_level=turn.assessed_level, assessment=turn.assessed)
             turn.add_replies([(o.text, _opts(o)) for o in out], in_reply_to=msg.id)
             await turn.mark_processed(msg.id)
             conv = await turn.update(last_inbound_at=msg.created_at)

@@ -629,6 +629,8 @@ class Turn:
         self._loaded: dict[int, Message] = {}  # messages read in this turn, to update in place
         self._writing = False
         self._lock_token: Any = None
+        self.assessed_level: int | None = None  # the last set_assessment(), for relaying
+        self.assessed: dict[str, Any] | None = None
         self.conversation = store._conv_view(row)
 
     async def _begin_write(self) -> None:
@@ -792,6 +794,7 @@ class Turn:
         row.risk_level = level
         row.categories = list(categories)
         row.assessment_enc = self._store._enc_json(dict(detail))
+        self.assessed_level, self.assessed = level, dict(detail)
 
     async def mark_processed(self, message_id: int) -> None:
         """The inbound message has been answered."""

@@ -481,7 +481,7 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
 
         async def forward() -> None:
             async for event in sub:
-                await ws.send_json({"topic": event.topic, **event.data})
+                await ws.send_json({"topic": event.topic, "type": event.topic, **event.data})
 
         async def beat() -> None:
             while True:

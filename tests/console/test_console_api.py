@@ -266,3 +266,16 @@ async def test_the_childs_page_hears_who_is_answering(client, consoles) -> None:
         await alice.post(f"/api/console/conversations/{chat.id}/release")
         got = [await ws.receive_json(timeout=5) for _ in range(2)]
         assert {"type": "mode", "mode": "bot"} in got
+
+
+async def test_a_live_message_reaches_the_volunteer_with_its_hits(client, consoles) -> None:
+    alice = await consoles("alice")
+    chat = await ChatSession.open(client)
+    await chat.say("我想自杀")
+    await alice.next_event("handoff.offered")
+    await alice.post(f"/api/console/conversations/{chat.id}/accept")
+    await chat.say("我已经把药攒够了")
+    live = await alice.next_event("message", direction="in")
+    assert live["message"]["risk_level"] is not None
+    hits = live["message"]["assessment"]["hits"]
+    assert hits and any(h["category"] == "suicide_self_harm" for h in hits)
