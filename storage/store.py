@@ -93,9 +93,9 @@ class Store:
             )
             _sqlite_pragmas(engine)
         else:
-            engine = create_async_engine(
-                url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
-            )
+            # No pre-ping (a round trip per checkout): a dropped connection raises a
+            # "connection invalidated" error that _retry() treats as transient.
+            engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
         return cls(engine, vault)
 
     async def close(self) -> None:
