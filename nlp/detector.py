@@ -24,6 +24,7 @@ from nlp.lexicon import (
     load_terms,
 )
 from nlp.normalize import _CLAUSE_PUNCT, Normalised, Normaliser
+from nlp.prefilter import PatternIndex
 from nlp.stage2 import MODEL as STAGE2_MODEL
 from nlp.stage2 import Stage2
 from nlp.types import CATEGORIES, Assessment, Hit, Level
@@ -146,7 +147,8 @@ class Detector:
         self._candidates = re.compile(
             "|".join(map(re.escape, sorted(cands, key=len, reverse=True)))
         )
-        self._risk_patterns = [p for p in self.patterns if p.entry.weight > 0]
+        # Only patterns whose first character occurs in a text are run on it (exact).
+        self._pindex = PatternIndex([p.regex for p in self.patterns])
         self.analyse = lru_cache(maxsize=16_384)(self._analyse)
 
     # ---------------------------------------------------------------- one text
@@ -187,9 +189,10 @@ class Detector:
 
     def _analyse_norm(self, text: str, norm: Normalised) -> Analysis:
         s = norm.text
+        patterns = [self.patterns[i] for i in self._pindex.candidates(s)]
         if not s.strip() or (
             self._candidates.search(s) is None
-            and not any(p.regex.search(s) for p in self._risk_patterns)
+            and not any(p.regex.search(s) for p in patterns if p.entry.weight > 0)
         ):
             return Analysis(Level.NONE, (), "none", (), frozenset(), (), False)
         tokens = self._tokens(s)
@@ -214,7 +217,7 @@ class Detector:
                 continue  # 被|打了我一定…: the 我 starts the next clause; passive_hit covers it
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
-        for p in self.patterns:
+        for p in patterns:
             for rm in p.regex.finditer(s):
                 a, b = rm.span()
                 if b <= a:
