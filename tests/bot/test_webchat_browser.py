@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -17,7 +16,6 @@ from playwright.async_api import (
     Page,
     Route,
     ViewportSize,
-    async_playwright,
     expect,
 )
 
@@ -25,18 +23,10 @@ from bot.app import BUS, CHANNELS, STORE, build_app
 from bot.channels.base import Outbound
 from bot.channels.webchat import child_topic
 from bot.config import Settings
+from tests.browser import chromium_browser, served
 
 pytestmark = pytest.mark.browser
 
-CHROME_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREENSHOT = Path("/tmp/qingting-chat.png")
 LEAD_CODE = re.compile(r"^QT-[A-Z0-9]{4,}$")
@@ -55,29 +45,16 @@ class Server:
 async def server(settings: Settings) -> AsyncIterator[Server]:
     """The real application on 127.0.0.1, port chosen by the OS, in this test's loop."""
     app = build_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    port = server.sockets[0].getsockname()[1]
     db_path = Path(settings.database_url.split(":///", 1)[1])
-    try:
-        yield Server(app, f"http://127.0.0.1:{port}", db_path)
-    finally:
-        await runner.cleanup()
+    async with served(app) as base:
+        yield Server(app, base, db_path)
 
 
 @pytest.fixture
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     """Headless Chromium driven through Playwright's async API."""
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium, args=CHROME_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium_browser(chromium) as b:
+        yield b
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from playwright.async_api import (
     Page,
     Route,
     ViewportSize,
-    async_playwright,
     expect,
 )
 
@@ -27,19 +26,11 @@ from bot.config import Settings
 from bot.console.auth import ACCOUNTS
 from bot.keys import BUS, HANDOFF, STORE
 from handoff.service import volunteer_topic
+from tests.browser import chromium_browser, served
 
 pytestmark = pytest.mark.browser
 T = TypeVar("T")
 
-CHROME_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 DESK: ViewportSize = {"width": 1360, "height": 860}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 SHOT_CONSOLE = Path("/tmp/qingting-console.png")
@@ -64,30 +55,17 @@ class Server:
 async def server(settings: Settings) -> AsyncIterator[Server]:
     """The real application on 127.0.0.1, port chosen by the OS, with two volunteers."""
     app = build_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    listening = site._server
-    assert isinstance(listening, asyncio.Server)
-    port = listening.sockets[0].getsockname()[1]
-    await app[ACCOUNTS].add_user("alice", "volunteer", "pw-alice-123456")
-    await app[ACCOUNTS].add_user("bob", "volunteer", "pw-bob-1234567")
-    try:
-        yield Server(app, f"http://127.0.0.1:{port}")
-    finally:
-        await runner.cleanup()
+    async with served(app) as base:
+        await app[ACCOUNTS].add_user("alice", "volunteer", "pw-alice-123456")
+        await app[ACCOUNTS].add_user("bob", "volunteer", "pw-bob-1234567")
+        yield Server(app, base)
 
 
 @pytest.fixture
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     """Headless Chromium driven through Playwright's async API."""
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium, args=CHROME_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium_browser(chromium) as b:
+        yield b
 
 
 class Watch:
