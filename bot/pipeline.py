@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.channels.base import Inbound, Outbound, QuickReply
+from dialogs.leadcode import ALPHABET, LENGTH, PREFIX
 from dialogs.types import DialogState, Reply, Step
 from handoff.notices import notice
 from nlp.types import Assessment, Level
@@ -17,6 +19,9 @@ from storage.store import Store, Turn
 from storage.views import ConversationView, MessageView
 
 log = logging.getLogger(__name__)
+
+# A lead code quoted anywhere in a message ("我的编号是 QT-7K3M9P").
+LEAD_CODE_IN_TEXT = re.compile(rf"{PREFIX}[{ALPHABET}]{{{LENGTH}}}")
 
 Assess = Callable[[str, Sequence[str]], Assessment]
 Deliver = Callable[[ConversationView, Sequence[Outbound]], Awaitable[object]]
@@ -272,6 +277,16 @@ class Pipeline:
             greet = self.dialogs.start(conv.script_id, conv.script_lang)
             await turn.update(flags={**conv.flags, "greeted": True})
             return [to_outbound(r) for r in greet.replies], notes, False
+
+        quoted = LEAD_CODE_IN_TEXT.search(text.upper())
+        if quoted and not conv.flags.get("returning_lead"):
+            lead = await turn.lead_by_code(quoted.group(0))
+            if lead is not None:  # a child coming back to their case: a person picks it up
+                await turn.update(flags={**conv.flags, "returning_lead": lead.code})
+                await turn.add_event("lead.returned", {"code": lead.code})
+                out = [Outbound(notice("lead_found", lang, code=lead.code))]
+                out += await self._request_human(turn, reason="returning_lead", level=level)
+                return out, [*notes, "queued"], False
 
         state = DialogState(
             conv.script_id, conv.script_lang, conv.script_version, conv.state, conv.slots

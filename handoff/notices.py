@@ -66,6 +66,12 @@ NOTICES: dict[str, dict[str, str]] = {
         "en": "Sorry, something went wrong on my side, but your message is saved and a person "
         "will see it. If you are in danger call 110 or 120, or call 12355.",
     },
+    "lead_found": {
+        "zh-CN": "找到了你之前的记录（{code}）。谢谢你回来。我请一位老师来接着帮你。",
+        "zh-TW": "找到了你之前的記錄（{code}）。謝謝你回來。我請一位老師來接著幫你。",
+        "en": "I found your earlier report ({code}). Thank you for coming back. I am asking a "
+        "person to pick it up with you.",
+    },
     "image_received": {
         "zh-CN": "[发送了一张图片]",
         "zh-TW": "[傳送了一張圖片]",

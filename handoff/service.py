@@ -299,9 +299,11 @@ class HandoffService:
 
         async with self.store.turn(conversation_id) as turn:
             conv = self._held(turn.conversation, user_id)
-            code = str(conv.slots.get("lead_code") or new_lead_code())
+            returning = conv.flags.get("returning_lead")
+            code = str(returning or conv.slots.get("lead_code") or new_lead_code())
             lead = await turn.upsert_lead(
                 code,
+                linked=bool(returning),
                 risk_level=conv.risk_level,
                 summary=summary,
                 district=district or _str(conv.slots.get("where")),

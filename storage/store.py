@@ -817,10 +817,16 @@ class Turn:
             )
         )
 
+    async def lead_by_code(self, code: str) -> LeadView | None:
+        """A lead by its code, read inside the turn."""
+        row = (await self._s.execute(select(Lead).where(Lead.code == code))).scalar_one_or_none()
+        return self._store._lead_view(row) if row else None
+
     async def upsert_lead(
         self,
         code: str,
         *,
+        linked: bool = False,
         risk_level: int,
         summary: str | None = None,
         district: str | None = None,
@@ -840,7 +846,8 @@ class Turn:
                 risk_level=risk_level,
             )
             self._s.add(row)
-        elif row.conversation_id != self._row.id:
+        elif row.conversation_id != self._row.id and not linked:
+            # Only a conversation the child linked by quoting the code may update it.
             raise ValueError(f"lead code {code} belongs to another conversation")
         row.risk_level = max(row.risk_level or 0, risk_level)
         if summary is not None:

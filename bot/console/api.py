@@ -161,7 +161,7 @@ async def conversation(request: web.Request) -> web.Response:
                 {"id": n.id, "user_id": n.user_id, "text": n.text, "at": n.created_at.isoformat()}
                 for n in await handoff.repo.notes(conv.id)
             ],
-            "leads": [_lead_json(x) for x in await store.leads_for(conv.id)],
+            "leads": [_lead_json(x) for x in await _leads_of(store, conv)],
             # Why the child may not have seen replies (set by the channel, e.g. WeChat's
             # 48-hour window or send quota): shown to the volunteer, never lost silently.
             "delivery": {
@@ -170,6 +170,17 @@ async def conversation(request: web.Request) -> web.Response:
             },
         }
     )
+
+
+async def _leads_of(store: Any, conv: ConversationView) -> list[Any]:
+    """The conversation's own leads, and the earlier case the child came back to."""
+    found = await store.leads_for(conv.id)
+    code = conv.flags.get("returning_lead")
+    if code and all(x.code != code for x in found):
+        earlier = await store.lead_by_code(str(code))
+        if earlier is not None:
+            found.insert(0, earlier)
+    return found
 
 
 def _summary(slots: dict[str, Any]) -> str:

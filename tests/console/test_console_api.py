@@ -279,3 +279,33 @@ async def test_a_live_message_reaches_the_volunteer_with_its_hits(client, consol
     assert live["message"]["risk_level"] is not None
     hits = live["message"]["assessment"]["hits"]
     assert hits and any(h["category"] == "suicide_self_harm" for h in hits)
+
+
+async def test_a_child_who_quotes_their_lead_code_comes_back_to_the_same_case(
+    client, consoles
+) -> None:
+    alice = await consoles("alice")
+    first = await ChatSession.open(client)
+    await first.say("no")  # not safe: a person is asked for
+    await alice.post(f"/api/console/conversations/{first.id}/accept")
+    _, closed = await alice.post(
+        f"/api/console/conversations/{first.id}/close",
+        {"category": "civil", "summary": "家里不给饭吃"},
+    )
+    code = closed["lead"]["code"]
+
+    again = await ChatSession.open(client)  # days later, a new chat
+    answer = await again.say(f"我的编号是 {code}")
+    assert code in again.texts() and answer["mode"] == "waiting"
+    offer = await alice.next_event("handoff.offered")
+    while offer["conversation"]["id"] != again.id:  # skip the first chat's offer
+        offer = await alice.next_event("handoff.offered")
+    await alice.post(f"/api/console/conversations/{again.id}/accept")
+    _, detail = await alice.get(f"/api/console/conversations/{again.id}")
+    assert code in [x["code"] for x in detail["leads"]]  # the earlier case, in front of her
+    _, closed2 = await alice.post(
+        f"/api/console/conversations/{again.id}/close",
+        {"category": "civil", "summary": "孩子回来说情况更糟了"},
+    )
+    assert closed2["lead"]["code"] == code  # the same case, updated
+    assert closed2["lead"]["summary"] == "孩子回来说情况更糟了"
