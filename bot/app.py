@@ -131,6 +131,7 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app.router.add_get("/", page("chat.html"))
     app.router.add_get("/exit", page("exit.html"))
     app.router.add_get("/console", page("console.html"))
+    app.router.add_get("/admin", page("admin.html"))
     app.router.add_static("/static/", STATIC, show_index=False)
     return app
 
