@@ -24,14 +24,17 @@ from bot.keys import (
     HANDOFF,
     HTTP,
     LIBRARY,
+    METRICS,
     PIPELINE,
     SETTINGS,
     STORE,
     TASKS,
 )
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.pipeline import Pipeline
 from dialogs import DialogEngine, ScriptLibrary
 from handoff.bus import create_bus
+from handoff.notices import notice
 from handoff.service import HandoffService, Policy
 from storage.crypto import Vault, load_or_create_secret
 from storage.migrate import upgrade
@@ -75,6 +78,7 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[LIBRARY] = load_library(settings)  # a broken script stops start-up here, loudly
     app[CHANNELS] = build_channels(settings)
     app[TASKS] = set()
+    app[METRICS] = Metrics()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         vault = Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
@@ -92,7 +96,14 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             mode_changed=lambda conv: mode_changed(app, conv),
         )
         engine = DialogEngine(app[LIBRARY])
-        pipeline = Pipeline(store, engine, nlp.assess, handoff, default_lang=settings.default_lang)
+        pipeline = Pipeline(
+            store,
+            engine,
+            nlp.assess,
+            handoff,
+            default_lang=settings.default_lang,
+            metrics=app[METRICS],
+        )
         app[STORE], app[BUS], app[HTTP] = store, bus, http
         app[HANDOFF], app[DIALOGS], app[PIPELINE] = handoff, engine, pipeline
         ctx = ChannelContext(
@@ -104,6 +115,7 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
                 "start_conversation": pipeline.start_conversation,
                 "open_web_session": app[CHANNELS]["web"].open_session,  # WeChat login uses it
                 "settings": settings,
+                "notice": notice,
             },
         )
         for channel in app[CHANNELS].values():
@@ -126,6 +138,7 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
 
     setup_console(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     for channel in app[CHANNELS].values():
         app.router.add_routes(channel.routes())
     app.router.add_get("/", page("chat.html"))
@@ -215,6 +228,15 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "ok" if ok else "database unavailable"}, status=200 if ok else 503
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format (queue and presence read at scrape time)."""
+    m = request.app[METRICS]
+    handoff = request.app[HANDOFF]
+    m.waiting.set(len(await handoff.repo.queue()))
+    m.volunteers.set(await handoff.volunteers_available())
+    return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def page(name: str) -> Any:

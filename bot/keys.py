@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bot.channels.base import Channel
 from bot.config import Settings
+from bot.metrics import Metrics
 from bot.pipeline import Pipeline
 from dialogs import DialogEngine, ScriptLibrary
 from handoff.bus import EventBus
@@ -26,3 +27,4 @@ LIBRARY = web.AppKey("library", ScriptLibrary)
 CHANNELS = web.AppKey("channels", dict[str, Channel])
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 TASKS = web.AppKey("tasks", set[asyncio.Task[Any]])
+METRICS = web.AppKey("metrics", Metrics)

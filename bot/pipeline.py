@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.channels.base import Inbound, Outbound, QuickReply
+from bot.metrics import Metrics
 from dialogs.leadcode import ALPHABET, LENGTH, PREFIX
 from dialogs.types import DialogState, Reply, Step
 from handoff.notices import notice
@@ -96,6 +98,7 @@ class Pipeline:
         *,
         default_script: str = "intake",
         default_lang: str = "zh-CN",
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.dialogs = dialogs
@@ -103,6 +106,7 @@ class Pipeline:
         self.desk = desk
         self.default_script = default_script
         self.default_lang = default_lang
+        self.metrics = metrics or Metrics()
 
     async def start_conversation(
         self,
@@ -197,6 +201,18 @@ class Pipeline:
 
     async def _process(self, accepted: Accepted) -> tuple[list[Outbound], str, bool]:
         """Replies, the mode after the turn, and whether this call produced the replies."""
+        started = time.perf_counter()
+        try:
+            result = await self._run_turn(accepted)
+        except Exception:
+            self.metrics.failures.inc()
+            raise
+        if result[2]:
+            self.metrics.messages.labels(kind=accepted.message.kind).inc()
+            self.metrics.turn_seconds.observe(time.perf_counter() - started)
+        return result
+
+    async def _run_turn(self, accepted: Accepted) -> tuple[list[Outbound], str, bool]:
         notes: list[str] = []
         relay: MessageView | None = None
         async with self.store.turn(accepted.conversation_id) as turn:
@@ -222,6 +238,7 @@ class Pipeline:
         history = await turn.history(before_id=msg.id)
         text = msg.text if msg.kind == "text" else ""
         assessment = self.assess(text, history)
+        self.metrics.risk.labels(level=assessment.level.label).inc()
         before = Level(conv.risk_level)
         level = max(before, assessment.level)
         await turn.set_assessment(
@@ -332,6 +349,7 @@ class Pipeline:
             return []
         await turn.update(mode="waiting", waiting_since=utcnow())
         await turn.add_event("handoff.requested", {"reason": reason, "level": level.label})
+        self.metrics.handoffs.inc()
         position = await turn.waiting_ahead() + 1
         if await self.desk.volunteers_available() == 0:
             return [Outbound(notice("after_hours", lang))]

@@ -90,7 +90,9 @@ class ChannelContext:
     receiver: Receiver
     bus: Publisher
     http: ClientSession
-    services: dict[str, Any] = field(default_factory=dict)  # e.g. the store, for dedup keys
+    # e.g. "store" (dedup keys), "notice" ((key, lang) -> the service's own words, such as
+    # "fallback" with 110 / 120 / 12355), "open_web_session", "settings"
+    services: dict[str, Any] = field(default_factory=dict)
 
 
 class Channel(Protocol):

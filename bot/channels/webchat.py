@@ -184,7 +184,14 @@ class WebChatChannel:
         )
         receiver = self.ctx.receiver
         accepted = await receiver.accept(inbound, conversation=conv)
-        replies, mode = await receiver.respond(accepted)
+        try:
+            replies, mode = await receiver.respond(accepted)
+        except Exception:
+            # Stored but not answered: never silence. The fallback gives the emergency numbers;
+            # the recovery sweep (or the page's retry with the same id) answers it properly.
+            log.exception("turn failed for web chat %s; sending the fallback", conv.id)
+            notice = self.ctx.services["notice"]
+            replies, mode = [Outbound(notice("fallback", conv.script_lang))], conv.mode
         return web.json_response({"replies": [r.to_dict() for r in replies], "mode": mode})
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:

@@ -28,7 +28,7 @@ from bot.channels.wechat_parse import (
     parse_push,
     signature_ok,
 )
-from bot.channels.wechat_text import FALLBACK, IMAGE_RECEIVED, combine, split_text, text_in
+from bot.channels.wechat_text import combine, split_text
 from bot.config import WeChatSettings
 from bot.errors import ApiError, json_object
 
@@ -201,7 +201,7 @@ class WeChatChannel:
             kind, text = "text", push.content
         elif push.msg_type == "image":
             # Recorded, not fetched: images are not downloaded unless that is built and allowed.
-            kind, text = "image", text_in(IMAGE_RECEIVED, self.default_lang)
+            kind, text = "image", self.ctx.services["notice"]("image_received", self.default_lang)
         elif push.msg_type == "miniprogrampage":
             kind, text = "card", f"[卡片] {push.content}".strip()
         else:
@@ -225,7 +225,7 @@ class WeChatChannel:
         except Exception:
             # The message is stored; never leave the child in silence.
             log.exception("WeChat: turn failed for conversation %s", accepted.conversation_id)
-            replies = [Outbound(text_in(FALLBACK, self.default_lang))]
+            replies = [Outbound(self.ctx.services["notice"]("fallback", self.default_lang))]
         if typing is not None:
             await asyncio.gather(typing, return_exceptions=True)  # typing first, then the text
         with contextlib.suppress(WeChatAPIError):  # recorded and logged by _deliver

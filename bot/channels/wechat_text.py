@@ -7,26 +7,7 @@ from collections.abc import Sequence
 from bot.channels.base import Outbound, as_numbered_text
 
 MAX_TEXT_BYTES = 2048  # custom/send text content; longer → 45002 "content size out of limit"
-# The adapter's own texts (adapters never import handoff/, where the service notices live).
-IMAGE_RECEIVED = {
-    "zh-CN": "[发送了一张图片]",
-    "zh-TW": "[傳送了一張圖片]",
-    "en": "[an image was sent]",
-}
-FALLBACK = {
-    "zh-CN": "抱歉，我这边出了点问题，但你的话已经保存了，会有人看到。"
-    "有危险请打 110 或 120，也可以打 12355。",
-    "zh-TW": "抱歉，我這邊出了點問題，但你的話已經保存了，會有人看到。"
-    "有危險請打 110 或 120，也可以打 12355。",
-    "en": "Sorry, something went wrong on my side, but your message is saved and a person "
-    "will see it. If you are in danger call 110 or 120, or call 12355.",
-}
 BREAKS = ("\n\n", "\n", "。", "！", "？", ". ", "! ", "? ", "，", ", ", " ")
-
-
-def text_in(texts: dict[str, str], lang: str) -> str:
-    """One of the texts above in lang (Simplified Chinese if lang is unknown)."""
-    return texts.get(lang) or texts["zh-CN"]
 
 
 def combine(messages: Sequence[Outbound]) -> str:

@@ -220,3 +220,38 @@ async def test_a_page_can_resume_from_the_server(client: TestClient) -> None:
     assert {"from": "child", "text": "yes", "options": []} in body["messages"]
     r = await client.get(f"/api/chat/sessions/{chat.id}", headers={"Authorization": "Bearer no"})
     assert r.status == 401
+
+
+async def test_a_turn_that_fails_still_answers_and_is_retried(client, monkeypatch) -> None:
+    from bot.app import PIPELINE
+
+    chat = await ChatSession.open(client)
+    pipeline = client.app[PIPELINE]
+    real = pipeline._run_turn
+
+    async def broken(accepted):
+        raise RuntimeError("the dialogue engine fell over")
+
+    monkeypatch.setattr(pipeline, "_run_turn", broken)
+    answer = await chat.say("yes", client_message_id="fails-once")
+    text = chat.texts()
+    assert "110" in text and "12355" in text  # never silence: the fallback, with the numbers
+    assert answer["mode"] == "bot"
+    monkeypatch.setattr(pipeline, "_run_turn", real)
+    again = await chat.say("yes", client_message_id="fails-once")  # the page's retry
+    assert "me" in chat.options() and again["replies"] != answer["replies"]
+    inbound = [m for m in await client.app[STORE].transcript(chat.id) if m.direction == "in"]
+    assert len(inbound) == 1  # stored once, answered properly on the retry
+
+
+async def test_metrics_count_what_on_call_staff_watch(client) -> None:
+    chat = await ChatSession.open(client)
+    await chat.say("yes")
+    await chat.say("我想自杀")
+    r = await client.get("/metrics")
+    body = await r.text()
+    assert r.status == 200
+    assert 'qingting_messages_total{kind="text"} 2.0' in body
+    assert "qingting_handoffs_requested_total 1.0" in body
+    assert "qingting_queue_waiting 1.0" in body
+    assert "qingting_volunteers_available 0.0" in body

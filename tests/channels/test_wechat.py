@@ -11,7 +11,7 @@ import pytest
 
 from bot.channels.base import Outbound
 from bot.channels.wechat_api import WeChatAPIError
-from bot.channels.wechat_text import IMAGE_RECEIVED
+from handoff.notices import notice
 from tests.channels.conftest import Rig
 from tests.fakes.wechat_api import SEND_PATH, STABLE_TOKEN_PATH, TYPING_PATH
 from tests.fakes.wechat_pusher import encrypt_payload, sign, to_xml
@@ -253,7 +253,7 @@ async def test_an_image_is_recorded_not_fetched_and_answered(rig: Rig) -> None:
     assert result.acknowledged
     await rig.api.wait_for_messages(KID, 1)
     [msg] = await stored_inbound(rig, KID)
-    assert (msg.kind, msg.text) == ("image", IMAGE_RECEIVED["zh-CN"])
+    assert (msg.kind, msg.text) == ("image", notice("image_received", "zh-CN"))
 
 
 async def test_a_card_is_recorded_with_its_title(rig: Rig) -> None:
