@@ -25,6 +25,7 @@ DESK: ViewportSize = {"width": 1360, "height": 900}
 SHOT = Path("/tmp/qingting-admin.png")
 SHOT_REPORT = Path("/tmp/qingting-admin-report.png")
 SHOT_CANNED = Path("/tmp/qingting-admin-canned.png")
+SHOT_DENIED = Path("/tmp/qingting-admin-denied.png")
 ADMIN_PW = "pw-adam-admin-123"
 VOLUNTEER_PW = "pw-val-volunteer-1"
 OLD_GREETING = "你好，我是倾听。"
@@ -343,6 +344,7 @@ async def test_a_volunteer_is_refused_the_admin_page(server: Server, browser: Br
     await expect(page.locator("#app")).to_be_hidden()
     await expect(page.get_by_role("tab", name="对话脚本")).to_be_hidden()
     assert [a for a in watch.api if "/login" not in a and "/me" not in a] == []
+    await page.screenshot(path=str(SHOT_DENIED))
 
     # A reload keeps refusing; switching account brings the login form back, and adam gets in.
     await page.reload()
