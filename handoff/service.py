@@ -104,6 +104,7 @@ class HandoffService:
         self.clock = clock
         self.mode_changed = mode_changed
         self.instance = uuid.uuid4().hex  # this process, for per-process presence rows
+        self._reminded: set[tuple[str, int, int]] = set()  # reminders this process has tried
 
     # ---- presence (the pipeline's question: is anybody there?) ------------------------------
 
@@ -344,25 +345,26 @@ class HandoffService:
     async def tick(self) -> None:
         """Escalate overdue handoffs and reassure waiting children; safe to run in every process."""
         now = self.clock()
-        for conv in await self.repo.queue():
-            if conv.waiting_since is None:
-                continue
-            waited = now - conv.waiting_since
-            sla = self.policy.sla_imminent if conv.risk_level >= 3 else self.policy.sla_urgent
-            if waited >= sla and not conv.flags.get("escalated"):
-                await self._escalate(conv)
-            every = self.policy.reassure_every.total_seconds()
+        every = self.policy.reassure_every.total_seconds()
+        waiting = await self.repo.waiting_brief()
+        live = {w.id for w in waiting}
+        self._reminded = {k for k in self._reminded if k[0] in live}  # forget finished waits
+        for w in waiting:
+            waited = now - w.waiting_since
+            sla = self.policy.sla_imminent if w.risk_level >= 3 else self.policy.sla_urgent
+            if waited >= sla and not w.escalated:
+                await self._escalate(w.id)
             n = int(waited.total_seconds() // every) if every > 0 else 0
-            since = int(conv.waiting_since.timestamp())
-            if n >= 1 and await self.store.kv_add(
-                f"reassure:{conv.id}:{since}:{n}", "1", timedelta(days=1)
-            ):
-                await self._say(conv.id, notice("reassure", conv.script_lang))
+            key = (w.id, int(w.waiting_since.timestamp()), n)
+            if n >= 1 and key not in self._reminded:
+                self._reminded.add(key)  # ask the shared store once per reminder, not per tick
+                if await self.store.kv_add(f"reassure:{w.id}:{key[1]}:{n}", "1", timedelta(days=1)):
+                    await self._say(w.id, notice("reassure", w.lang))
 
-    async def _escalate(self, conv: ConversationView) -> None:
+    async def _escalate(self, conversation_id: str) -> None:
         # Decided under the conversation's lock, so exactly one tick in one process escalates
         # each waiting period; accepting clears the flag for the next time it waits.
-        async with self.store.turn(conv.id) as turn:
+        async with self.store.turn(conversation_id) as turn:
             now = turn.conversation
             if now.mode != "waiting" or now.flags.get("escalated"):
                 return

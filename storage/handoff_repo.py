@@ -61,6 +61,17 @@ class PresenceView:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingBrief:
+    """A waiting conversation as the SLA clock sees it."""
+
+    id: str
+    risk_level: int
+    waiting_since: datetime
+    escalated: bool
+    lang: str
+
+
+@dataclass(frozen=True, slots=True)
 class NoteView:
     """A volunteer's note."""
 
@@ -168,6 +179,27 @@ class HandoffRepo:
                     .order_by(Conversation.risk_level.desc(), Conversation.waiting_since)
                 )
                 return [self.store._conv_view(r) for r in (await s.execute(q)).scalars()]
+
+        return await self.store._retry(op)
+
+    async def waiting_brief(self) -> list[WaitingBrief]:
+        """The waiting conversations in a few columns: what the once-a-second clock needs."""
+
+        async def op() -> list[WaitingBrief]:
+            async with self.store._sessions() as s:
+                q = select(
+                    Conversation.id,
+                    Conversation.risk_level,
+                    Conversation.waiting_since,
+                    Conversation.flags,
+                    Conversation.script_lang,
+                ).where(Conversation.mode == "waiting", Conversation.waiting_since.is_not(None))
+                return [
+                    WaitingBrief(
+                        cid, level, _aware(since), bool((flags or {}).get("escalated")), lang
+                    )
+                    for cid, level, since, flags, lang in (await s.execute(q)).all()
+                ]
 
         return await self.store._retry(op)
 
