@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.models import ScriptVersion, utcnow
@@ -49,10 +49,24 @@ class ScriptsRepo:
                     )
                 )
 
+        async def again() -> None:
+            # Re-publishing an earlier version (a revert) makes it the newest again, so the
+            # next start-up, which loads versions oldest first, keeps it current.
+            async with self.store._tx() as s:
+                await s.execute(
+                    update(ScriptVersion)
+                    .where(
+                        ScriptVersion.script_id == script_id,
+                        ScriptVersion.lang == lang,
+                        ScriptVersion.version == version,
+                    )
+                    .values(created_at=utcnow(), uploaded_by=uploaded_by)
+                )
+
         try:
             await self.store._retry(op)
         except IntegrityError:
-            pass
+            await self.store._retry(again)
         found = await self.get(script_id, lang, version)
         assert found is not None
         return found
@@ -73,7 +87,11 @@ class ScriptsRepo:
     async def _select(self, *where: object) -> list[ScriptVersionView]:
         async def op() -> list[ScriptVersionView]:
             async with self.store._sessions() as s:
-                q = select(ScriptVersion).where(*where).order_by(ScriptVersion.id)
+                q = (
+                    select(ScriptVersion)
+                    .where(*where)
+                    .order_by(ScriptVersion.created_at, ScriptVersion.id)
+                )
                 return [
                     ScriptVersionView(
                         r.id,

@@ -391,6 +391,7 @@ async def delete_canned(request: web.Request) -> web.Response:
         raise ApiError(404, "unknown_canned", "No such canned reply.") from exc
     if not await request.app[HANDOFF].repo.delete_canned(cid):
         raise ApiError(404, "unknown_canned", "No such canned reply.")
+    await audit_request(request, await current_user(request), "canned.delete", detail={"id": cid})
     return web.json_response({"deleted": cid})
 
 

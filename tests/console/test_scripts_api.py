@@ -89,3 +89,19 @@ async def test_an_upload_survives_a_restart(aiohttp_client, settings) -> None:
     client2 = await aiohttp_client(build_app(settings))
     chat = await ChatSession.open(client2)
     assert any(NEW_GREETING in r["text"] for r in chat.greeting)
+
+
+async def test_a_revert_to_an_earlier_version_survives_a_restart(aiohttp_client, settings) -> None:
+    client = await aiohttp_client(build_app(settings))
+    await client.app[ACCOUNTS].add_user("adam", "admin", PASSWORD)
+    console = Console(client)
+    await console.login("adam")
+    first = SHIPPED.replace(OLD_GREETING, NEW_GREETING)
+    second = SHIPPED.replace(OLD_GREETING, "嗨，这里是倾听。")
+    for text in (first, second, first):  # the last upload reverts to the first edit
+        assert (await console.post("/api/console/scripts", {"yaml": text}))[0] == 201
+    await console.close()
+    await client.close()
+    client2 = await aiohttp_client(build_app(settings))
+    chat = await ChatSession.open(client2)
+    assert any(NEW_GREETING in r["text"] for r in chat.greeting)
