@@ -233,34 +233,15 @@ class Pipeline:
         return out, conv.mode, True
 
     async def _turn(self, turn: Turn, msg: MessageView) -> tuple[list[Outbound], list[str], bool]:
-        conv = turn.conversation
-        lang = conv.script_lang
+        """The body of one turn: replies, notes for consoles, and whether to relay the message."""
         history = await turn.history(before_id=msg.id)
         text = msg.text if msg.kind == "text" else ""
         assessment = self.assess(text, history)
-        self.metrics.risk.labels(level=assessment.level.label).inc()
-        before = Level(conv.risk_level)
+        before = Level(turn.conversation.risk_level)
         level = max(before, assessment.level)
-        await turn.set_assessment(
-            msg.id, int(assessment.level), assessment.categories, assessment.to_dict()
-        )
-        notes: list[str] = []
-        changes: dict[str, Any] = {}
-        if level > before:
-            changes["risk_level"] = int(level)
-            await turn.add_event(
-                "risk.raised",
-                {
-                    "from": before.label,
-                    "to": level.label,
-                    "categories": list(assessment.categories),
-                },
-            )
-            notes.append("risk")
-        if set(assessment.categories) - set(conv.categories):
-            changes["categories"] = sorted(set(conv.categories) | set(assessment.categories))
-        if changes:
-            conv = await turn.update(**changes)
+        notes = await self._record_assessment(turn, msg, assessment, before, level)
+        conv = turn.conversation
+        lang = conv.script_lang
 
         out: list[Outbound] = []
         newly_imminent = level == Level.IMMINENT and before < Level.IMMINENT
@@ -315,6 +296,43 @@ class Pipeline:
             slots=dict(step.state.slots),
             script_version=step.state.version,
         )
+        notes += await self._carry_out(turn, step, out, level)
+        if not out:  # never leave a child in silence
+            out.append(Outbound(notice("fallback", lang)))
+        return out, notes, False
+
+    async def _record_assessment(
+        self, turn: Turn, msg: MessageView, assessment: Assessment, before: Level, level: Level
+    ) -> list[str]:
+        """Store the verdict; the conversation keeps the highest level and every category."""
+        self.metrics.risk.labels(level=assessment.level.label).inc()
+        await turn.set_assessment(
+            msg.id, int(assessment.level), assessment.categories, assessment.to_dict()
+        )
+        conv = turn.conversation
+        changes: dict[str, Any] = {}
+        if level > before:
+            changes["risk_level"] = int(level)
+            await turn.add_event(
+                "risk.raised",
+                {
+                    "from": before.label,
+                    "to": level.label,
+                    "categories": list(assessment.categories),
+                },
+            )
+        if set(assessment.categories) - set(conv.categories):
+            changes["categories"] = sorted(set(conv.categories) | set(assessment.categories))
+        if changes:
+            await turn.update(**changes)
+        return ["risk"] if level > before else []
+
+    async def _carry_out(
+        self, turn: Turn, step: Step, out: list[Outbound], level: Level
+    ) -> list[str]:
+        """Run the script's actions (after the transition, as the conventions ask)."""
+        lang = turn.conversation.script_lang
+        notes: list[str] = []
         for action in step.actions:
             if action.name == "emergency":
                 if not any("110" in o.text for o in out):
@@ -337,9 +355,7 @@ class Pipeline:
                 if turn.conversation.mode == "bot":
                     await turn.update(mode="closed", closed_at=utcnow())
                     await turn.add_event("conversation.closed", {"by": "script"})
-        if not out:  # never leave a child in silence
-            out.append(Outbound(notice("fallback", lang)))
-        return out, notes, False
+        return notes
 
     async def _request_human(self, turn: Turn, *, reason: str, level: Level) -> list[Outbound]:
         """Queue the conversation for a volunteer and tell the child what happens next."""
