@@ -199,6 +199,7 @@ class HandoffRepo:
                         cid, level, _aware(since), bool((flags or {}).get("escalated")), lang
                     )
                     for cid, level, since, flags, lang in (await s.execute(q)).all()
+                    if since is not None
                 ]
 
         return await self.store._retry(op)
@@ -380,7 +381,7 @@ class HandoffRepo:
         async def op() -> bool:
             async with self.store._tx() as s:
                 r = await s.execute(delete(CannedReply).where(CannedReply.id == reply_id))
-                return bool(r.rowcount)
+                return bool(getattr(r, "rowcount", 0))
 
         return await self.store._retry(op)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -84,7 +85,7 @@ class ScriptsRepo:
         """Every uploaded version, oldest first (loading them in order leaves the newest current)."""
         return await self._select()
 
-    async def _select(self, *where: object) -> list[ScriptVersionView]:
+    async def _select(self, *where: Any) -> list[ScriptVersionView]:
         async def op() -> list[ScriptVersionView]:
             async with self.store._sessions() as s:
                 q = (
