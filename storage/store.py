@@ -8,12 +8,12 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, event, func, or_, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,14 +23,27 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.crypto import Vault
+from storage.fastpath import Codec, Link, Rec, Step, is_transient_driver_error, link
 from storage.models import Conversation, Event, KeyValue, Lead, Message, utcnow
 from storage.views import ConversationView, LeadView, MessageView
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MESSAGE_INSERT_COLUMNS = (
+    "conversation_id",
+    "channel",
+    "channel_message_id",
+    "direction",
+    "sender",
+    "kind",
+    "body_enc",
+    "in_reply_to",
+    "created_at",
+)
 _HOLDS_WRITE: ContextVar[bool] = ContextVar("qingting_holds_sqlite_write", default=False)
 
 TRANSIENT_RETRIES = (0.1, 0.3, 1.0, 2.0)  # seconds; a database that goes away for a moment
+HISTORY_PREFETCH = 30  # earlier texts read with a turn's message (what the detector is given)
 
 
 class StorageUnavailable(RuntimeError):
@@ -47,6 +60,8 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
+        return True
+    if is_transient_driver_error(exc):  # raised on the fast path, not wrapped by SQLAlchemy
         return True
     return isinstance(exc, OSError | ConnectionError)
 
@@ -82,6 +97,8 @@ class Store:
         self._locks = _KeyedLocks()
         self._write_lock = asyncio.Lock()
         self.is_postgres = engine.dialect.name == "postgresql"
+        self._codecs: dict[str, Codec] = {}
+        self._prepare_sql()
 
     @classmethod
     def open(cls, url: str, vault: Vault, *, pool_size: int = 10) -> Store:
@@ -167,6 +184,103 @@ class Store:
                     await session.rollback()
                     raise
 
+    # ---- the fast path's statements (plain SQL on the driver; see storage/fastpath.py) -----
+
+    def _codec(self, table: Any) -> Codec:
+        codec = self._codecs.get(table.name)
+        if codec is None:
+            codec = self._codecs[table.name] = Codec(table, self.engine.dialect)
+        return codec
+
+    def _prepare_sql(self) -> None:
+        self._conv_codec = cc = self._codec(Conversation.__table__)
+        self._msg_codec = mc = self._codec(Message.__table__)
+        self._lead_codec = lc = self._codec(Lead.__table__)
+        self._event_codec = self._codec(Event.__table__)
+        self._msg_body_index = mc.cols.index("body_enc")
+        self._sql_conv_by_id = f"SELECT {cc.select} FROM conversations WHERE id = ?"
+        # A turn's message and the child's earlier ones (newest first) in one query: the
+        # message itself is the first row when it belongs to this conversation.
+        self._sql_message_and_history = (
+            f"SELECT {mc.select} FROM messages WHERE conversation_id = ? "
+            f"AND (id = ? OR (direction = 'in' AND id < ?)) "
+            f"ORDER BY id DESC LIMIT {HISTORY_PREFETCH + 1}"
+        )
+        self._sql_history = (
+            "SELECT body_enc FROM messages WHERE conversation_id = ? AND direction = 'in' "
+            "AND id < ? ORDER BY id DESC LIMIT ?"
+        )
+        self._sql_replies_to = (
+            f"SELECT {mc.select} FROM messages WHERE in_reply_to = ? AND direction = 'out' "
+            "ORDER BY id"
+        )
+        cols = MESSAGE_INSERT_COLUMNS
+        self._sql_insert_message = self._insert_sql("messages", cols)
+        self._sql_insert_message_returning = self._sql_insert_message + " RETURNING id"
+        self._sql_store_inbound = (
+            self._sql_insert_message
+            + " ON CONFLICT (channel, channel_message_id) DO NOTHING RETURNING id"
+        )
+        self._sql_message_by_platform_id = (
+            f"SELECT {mc.select} FROM messages WHERE channel = ? AND channel_message_id = ?"
+        )
+        self._sql_lead_by_code = f"SELECT {lc.select} FROM leads WHERE code = ?"
+        self._sql_insert_event = self._insert_sql(
+            "events", ("conversation_id", "type", "actor", "data", "created_at")
+        )
+
+    @staticmethod
+    def _insert_sql(table: str, cols: Sequence[str]) -> str:
+        marks = ", ".join("?" * len(cols))
+        return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"
+
+    @staticmethod
+    def _update_step(codec: Codec, changes: Mapping[str, Any], row_id: Any) -> Step:
+        cols = list(changes)
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        params = (*(codec.dump(c, changes[c]) for c in cols), row_id)
+        return ("exec", f"UPDATE {codec.table} SET {sets} WHERE id = ?", params)
+
+    def _event_step(
+        self,
+        conversation_id: str | None,
+        type_: str,
+        data: Mapping[str, Any] | None,
+        actor: str,
+    ) -> Step:
+        ec = self._event_codec
+        params = (
+            conversation_id,
+            type_,
+            actor,
+            ec.dump("data", dict(data or {})),
+            ec.dump("created_at", utcnow()),
+        )
+        return ("exec", self._sql_insert_event, params)
+
+    def _link(self) -> Any:
+        """A pooled connection used through its driver (storage/fastpath.py)."""
+        return link(self.engine)
+
+    async def _write(self, steps: Sequence[Step]) -> list[Any]:
+        """Steps as one transaction (SQLite: BEGIN IMMEDIATE under the process's write lock)."""
+        async with self._link() as lk, self._writer():
+            if len(steps) == 1:
+                return await lk.run(steps)
+            lk.in_tx = True
+            begin = "BEGIN" if self.is_postgres else "BEGIN IMMEDIATE"
+            results = await lk.run([("exec", begin, ()), *steps, ("exec", "COMMIT", ())])
+            lk.in_tx = False
+            return results[1:-1]
+
+    async def _conv_rec(self, conversation_id: str) -> Rec | None:
+        async def op() -> Rec | None:
+            async with self._link() as lk:
+                row = await lk.one("row", self._sql_conv_by_id, (conversation_id,))
+            return self._conv_codec.load(row) if row is not None else None
+
+        return await self._retry(op)
+
     # ---- conversations -------------------------------------------------------------------
 
     async def create_conversation(
@@ -184,58 +298,54 @@ class Store:
     ) -> ConversationView:
         """Create a conversation in bot mode; address and slots are stored encrypted."""
         now = utcnow()
-        row = Conversation(
-            id=conversation_id or uuid.uuid4().hex,
-            channel=channel,
-            reporter_id=self.vault.pseudonym(channel, address),
-            address_enc=self.vault.encrypt(address),
-            token_digest=self.vault.token_digest(token) if token else None,
-            script_id=script_id,
-            script_lang=script_lang,
-            script_version=script_version,
-            state=state,
-            slots_enc=self._enc_json(slots or {}),
-            mode="bot",
-            risk_level=0,
-            categories=[],
-            flags={},
-            created_at=now,
-            updated_at=now,
+        values: dict[str, Any] = {
+            "id": conversation_id or uuid.uuid4().hex,
+            "channel": channel,
+            "reporter_id": self.vault.pseudonym(channel, address),
+            "address_enc": self.vault.encrypt(address),
+            "token_digest": self.vault.token_digest(token) if token else None,
+            "script_id": script_id,
+            "script_lang": script_lang,
+            "script_version": script_version,
+            "state": state,
+            "slots_enc": self._enc_json(slots or {}),
+            "mode": "bot",
+            "risk_level": 0,
+            "categories": [],
+            "flags": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        cc = self._conv_codec
+        cols = tuple(values)
+        steps = [
+            (
+                "exec",
+                self._insert_sql("conversations", cols),
+                [cc.dump(c, values[c]) for c in cols],
+            ),
+            self._event_step(values["id"], "conversation.started", {"channel": channel}, "system"),
+        ]
+        await self._retry(lambda: self._write(steps))
+        rec = Rec(
+            **values, assigned_to=None, waiting_since=None, last_inbound_at=None, closed_at=None
         )
-
-        async def op() -> ConversationView:
-            async with self._tx() as s:
-                s.add(row)
-            return self._conv_view(row)
-
-        view = await self._retry(op)
-        await self.add_event(view.id, "conversation.started", {"channel": channel})
-        return view
+        return self._conv_view(rec)
 
     async def get_conversation(self, conversation_id: str) -> ConversationView | None:
         """The conversation with that id, or None."""
-
-        async def op() -> ConversationView | None:
-            async with self._sessions() as s:
-                row = await s.get(Conversation, conversation_id)
-                return self._conv_view(row) if row else None
-
-        return await self._retry(op)
+        rec = await self._conv_rec(conversation_id)
+        return self._conv_view(rec) if rec is not None else None
 
     async def conversation_for_token(self, conversation_id: str, token: str) -> ConversationView:
         """The conversation if token is its bearer token; raises PermissionError otherwise."""
-
-        async def op() -> tuple[Conversation | None]:
-            async with self._sessions() as s:
-                return (await s.get(Conversation, conversation_id),)
-
-        (row,) = await self._retry(op)
-        if row is None:
+        rec = await self._conv_rec(conversation_id)
+        if rec is None:
             raise ConversationNotFound(conversation_id)
         digest = self.vault.token_digest(token)
-        if not row.token_digest or not hmac.compare_digest(row.token_digest, digest):
+        if not rec.token_digest or not hmac.compare_digest(rec.token_digest, digest):
             raise PermissionError("bad token")
-        return self._conv_view(row)
+        return self._conv_view(rec)
 
     async def find_open_conversation(self, channel: str, address: str) -> ConversationView | None:
         """The newest conversation of (channel, address) that is not closed."""
@@ -308,30 +418,42 @@ class Store:
     ) -> tuple[MessageView, bool]:
         """Persist one inbound message; (existing, False) if this platform id was seen before."""
         now = received_at or utcnow()
+        mc = self._msg_codec
+        params = (
+            conversation_id,
+            channel,
+            message_id,
+            "in",
+            "child",
+            kind,
+            self.vault.encrypt(text),
+            None,
+            mc.dump("created_at", now),
+        )
 
         async def op() -> tuple[MessageView, bool]:
-            try:
-                async with self._tx() as s:
-                    row = Message(
+            async with self._link() as lk:
+                # INSERT ... ON CONFLICT DO NOTHING: a platform retry costs no error round trip.
+                async with self._writer():
+                    row = await lk.one("row", self._sql_store_inbound, params)
+                if row is not None:
+                    view = MessageView(
+                        id=int(row[0]),
                         conversation_id=conversation_id,
-                        channel=channel,
-                        channel_message_id=message_id,
                         direction="in",
                         sender="child",
                         kind=kind,
-                        body_enc=self.vault.encrypt(text),
-                        created_at=now,
+                        text=text,
+                        created_at=_aware(now),
+                        channel_message_id=message_id,
                     )
-                    s.add(row)
-                    await s.flush()
-                    return self._msg_view(row), True
-            except IntegrityError:
-                async with self._sessions() as s:
-                    q = select(Message).where(
-                        Message.channel == channel, Message.channel_message_id == message_id
-                    )
-                    existing = (await s.execute(q)).scalar_one()
-                    return self._msg_view(existing), False
+                    return view, True
+                existing = await lk.one(
+                    "row", self._sql_message_by_platform_id, (channel, message_id)
+                )
+            if existing is None:  # the conflicting insert was rolled back meanwhile: again
+                raise OperationalError("store_inbound", None, RuntimeError("lost race"))
+            return self._msg_view(mc.load(existing)), False
 
         return await self._retry(op)
 
@@ -406,36 +528,40 @@ class Store:
         at the end — the reading and thinking of one turn never holds up another's writes.
         """
         async with self._locks.hold(conversation_id):
-            session, row = await self._retry(lambda: self._begin_turn(conversation_id))
-            turn = Turn(self, session, row)
+            stack, lk, rec = await self._retry(lambda: self._begin_turn(conversation_id))
+            turn = Turn(self, lk, rec)
             try:
                 yield turn
                 await turn._commit()
-            except BaseException:
-                await session.rollback()
+            except BaseException as exc:
+                try:  # roll back (and give the connection back) before another writer goes
+                    await stack.__aexit__(type(exc), exc, exc.__traceback__)
+                finally:
+                    turn._release()
                 raise
-            finally:
-                turn._release()
-                await session.close()
+            turn._release()
+            await stack.aclose()
 
-    async def _begin_turn(self, conversation_id: str) -> tuple[AsyncSession, Conversation]:
-        """Open the turn's session and read the row (retried as a whole if the DB blinks)."""
-        session = self._sessions()
+    async def _begin_turn(self, conversation_id: str) -> tuple[AsyncExitStack, Link, Rec]:
+        """Hold a connection and read the row (retried as a whole if the DB blinks)."""
+        stack = AsyncExitStack()
         try:
+            lk = await stack.enter_async_context(self._link())
             if self.is_postgres:
-                await session.connection()
-                q = select(Conversation).where(Conversation.id == conversation_id)
-                q = q.with_for_update()  # other processes wait for this turn
+                lk.in_tx = True
+                _, row = await lk.run(
+                    [
+                        ("exec", "BEGIN", ()),
+                        ("row", self._sql_conv_by_id + " FOR UPDATE", (conversation_id,)),
+                    ]
+                )  # other processes wait for this turn
             else:
-                session.autoflush = False  # nothing is written before Turn._begin_write()
-                await session.connection(execution_options={"qt_autocommit": True})
-                q = select(Conversation).where(Conversation.id == conversation_id)
-            row = (await session.execute(q)).scalar_one_or_none()
+                row = await lk.one("row", self._sql_conv_by_id, (conversation_id,))
             if row is None:
                 raise ConversationNotFound(conversation_id)
-            return session, row
-        except BaseException:
-            await session.close()
+            return stack, lk, self._conv_codec.load(row)
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
 
     # ---- events, leads, kv -----------------------------------------------------------------
@@ -448,20 +574,8 @@ class Store:
         actor: str = "system",
     ) -> None:
         """Append one event (no child-written text in data)."""
-
-        async def op() -> None:
-            async with self._tx() as s:
-                s.add(
-                    Event(
-                        conversation_id=conversation_id,
-                        type=type_,
-                        actor=actor,
-                        data=dict(data or {}),
-                        created_at=utcnow(),
-                    )
-                )
-
-        await self._retry(op)
+        step = self._event_step(conversation_id, type_, data, actor)
+        await self._retry(lambda: self._write([step]))
 
     async def events(self, conversation_id: str) -> list[dict[str, Any]]:
         """The events of a conversation, oldest first."""
@@ -620,118 +734,168 @@ class Store:
 
 
 class Turn:
-    """Writes of one turn, inside the conversation's lock and transaction."""
+    """Writes of one turn, inside the conversation's lock (and, on PostgreSQL, its row lock).
 
-    def __init__(self, store: Store, session: AsyncSession, row: Conversation) -> None:
+    Reads go to the database as they are asked for; writes are kept here and sent together at
+    the end (one UPDATE per changed row, the new rows after them), except where the caller needs
+    an id now (add_outbound, upsert_lead, assign), which writes what is pending at once.
+    """
+
+    def __init__(self, store: Store, link: Link, row: Rec) -> None:
         self._store = store
-        self._s = session
+        self._lk = link
         self._row = row
-        self._loaded: dict[int, Message] = {}  # messages read in this turn, to update in place
+        self._msgs: dict[int, Rec] = {}  # messages read in this turn
+        self._msg_changes: dict[int, dict[str, Any]] = {}
+        self._conv_changes: dict[str, Any] = {}
+        self._inserts: list[Step] = []  # new messages and events, in call order
+        self._history: tuple[int, list[bytes]] | None = None  # (before_id, newest first)
         self._writing = False
         self._lock_token: Any = None
         self.assessed_level: int | None = None  # the last set_assessment(), for relaying
         self.assessed: dict[str, Any] | None = None
         self.conversation = store._conv_view(row)
 
-    async def _begin_write(self) -> None:
-        """SQLite: take the process's write lock and start the write transaction (once)."""
-        if self._writing or self._store.is_postgres:
-            return
+    async def _write_steps(self) -> list[Step]:
+        """Steps that open the write transaction (SQLite: under the process's write lock)."""
+        if self._lk.in_tx:
+            return []  # PostgreSQL turns are in their transaction from the start
         if _HOLDS_WRITE.get():
             raise RuntimeError("nested write transaction on SQLite (would wait for itself)")
         await self._store._write_lock.acquire()
         self._lock_token = _HOLDS_WRITE.set(True)
         self._writing = True
-        conn = await self._s.connection()
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        self._lk.in_tx = True
+        return [("exec", "BEGIN IMMEDIATE", ())]
+
+    def _pending_steps(self) -> list[Step]:
+        """The writes kept so far, as statements (and forget them)."""
+        s = self._store
+        steps = list(self._inserts)
+        self._inserts.clear()
+        for message_id, changes in self._msg_changes.items():
+            steps.append(s._update_step(s._msg_codec, changes, message_id))
+        self._msg_changes.clear()
+        if self._conv_changes:
+            steps.append(s._update_step(s._conv_codec, self._conv_changes, self._row.id))
+            self._conv_changes = {}
+        return steps
+
+    async def _autoflush(self) -> None:
+        """PostgreSQL: pending writes go out before a read that might see them (as the ORM did).
+
+        SQLite reads in a turn do not flush: that would take the write lock early.
+        """
+        if self._store.is_postgres and (self._inserts or self._msg_changes or self._conv_changes):
+            await self._lk.run(self._pending_steps())
+
+    async def _write_now(self, steps: Sequence[Step]) -> list[Any]:
+        """Open the write transaction if needed, send what is pending, then steps; their results."""
+        pre = await self._write_steps()
+        pre += self._pending_steps()
+        results = await self._lk.run([*pre, *steps])
+        return results[len(pre) :]
 
     async def _commit(self) -> None:
         """Write what the turn changed, in one short transaction."""
-        if self._s.new or self._s.dirty or self._s.deleted:
-            await self._begin_write()
-        await self._s.flush()
-        await self._s.commit()
+        pending = self._pending_steps()
+        if not pending and not self._lk.in_tx:
+            return
+        steps = (await self._write_steps() if pending else []) + pending
+        await self._lk.run([*steps, ("exec", "COMMIT", ())])
+        self._lk.in_tx = False
 
     def _release(self) -> None:
-        if self._writing and not self._store.is_postgres:
+        if self._writing:
             _HOLDS_WRITE.reset(self._lock_token)
             self._store._write_lock.release()
             self._writing = False
 
     async def message(self, message_id: int) -> MessageView:
         """One message of this conversation, read inside the turn."""
-        row = await self._s.get(Message, message_id, populate_existing=True)
-        if row is not None:
-            self._loaded[message_id] = row
-        if row is None or row.conversation_id != self._row.id:
+        await self._autoflush()
+        s = self._store
+        # The child's earlier messages come in the same query: history() is asked for next.
+        rows = await self._lk.one(
+            "rows", s._sql_message_and_history, (self._row.id, message_id, message_id)
+        )
+        if not rows or rows[0][0] != message_id:
             raise LookupError(f"message {message_id} is not in conversation {self._row.id}")
-        return self._store._msg_view(row)
+        rec = s._msg_codec.load(rows[0])
+        for key, value in self._msg_changes.get(message_id, {}).items():
+            setattr(rec, key, value)
+        self._msgs[message_id] = rec
+        body = s._msg_body_index
+        self._history = (message_id, [r[body] for r in rows[1:]])
+        return s._msg_view(rec)
 
     async def replies_to(self, message_id: int) -> list[MessageView]:
         """Outbound messages already stored in answer to message_id."""
-        q = (
-            select(Message)
-            .where(Message.in_reply_to == message_id, Message.direction == "out")
-            .order_by(Message.id)
-        )
-        return [self._store._msg_view(r) for r in (await self._s.execute(q)).scalars()]
+        await self._autoflush()
+        s = self._store
+        rows = await self._lk.one("rows", s._sql_replies_to, (message_id,))
+        return [s._msg_view(s._msg_codec.load(r)) for r in rows]
 
     async def history(self, before_id: int, limit: int = 30) -> list[str]:
         """The child's earlier texts in this conversation, oldest first."""
-        q = (
-            select(Message.body_enc)
-            .where(
-                Message.conversation_id == self._row.id,
-                Message.direction == "in",
-                Message.id < before_id,
+        decrypt = self._store.vault.decrypt
+        if self._history and self._history[0] == before_id and limit <= HISTORY_PREFETCH:
+            bodies = self._history[1][:limit]
+        else:
+            await self._autoflush()
+            rows = await self._lk.one(
+                "rows", self._store._sql_history, (self._row.id, before_id, limit)
             )
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-        rows = list((await self._s.execute(q)).scalars())
-        return [self._store.vault.decrypt(b) for b in reversed(rows)]
+            bodies = [r[0] for r in rows]
+        return [decrypt(b) for b in reversed(bodies)]
 
     async def waiting_ahead(self) -> int:
         """How many waiting conversations rank before this one (higher risk, or same and older)."""
+        await self._autoflush()
         me = self._row
-        since = me.waiting_since or utcnow()
-        q = (
-            select(func.count())
-            .select_from(Conversation)
-            .where(
-                Conversation.mode == "waiting",
-                Conversation.id != me.id,
-                or_(
-                    Conversation.risk_level > me.risk_level,
-                    and_(
-                        Conversation.risk_level == me.risk_level,
-                        Conversation.waiting_since < since,
-                    ),
-                ),
-            )
+        since = self._store._conv_codec.dump("waiting_since", me.waiting_since or utcnow())
+        row = await self._lk.one(
+            "row",
+            "SELECT count(*) FROM conversations WHERE mode = 'waiting' AND id != ? AND "
+            "(risk_level > ? OR (risk_level = ? AND waiting_since < ?))",
+            (me.id, me.risk_level, me.risk_level, since),
         )
-        return int((await self._s.execute(q)).scalar_one())
+        return int(row[0])
 
     async def assign(self, user_id: int | None) -> None:
         """End the current holder's assignment and start user_id's (None: nobody holds it)."""
-        await self._begin_write()
         from storage.models_handoff import Assignment
 
-        now = utcnow()
-        await self._s.execute(
-            update(Assignment)
-            .where(Assignment.conversation_id == self._row.id, Assignment.ended_at.is_(None))
-            .values(ended_at=now)
-        )
+        codec = self._store._codec(Assignment.__table__)
+        now = codec.dump("started_at", utcnow())
+        steps: list[Step] = [
+            (
+                "exec",
+                "UPDATE assignments SET ended_at = ? "
+                "WHERE conversation_id = ? AND ended_at IS NULL",
+                (now, self._row.id),
+            )
+        ]
         if user_id is not None:
-            self._s.add(Assignment(conversation_id=self._row.id, user_id=user_id, started_at=now))
+            steps.append(
+                (
+                    "exec",
+                    "INSERT INTO assignments (conversation_id, user_id, started_at) "
+                    "VALUES (?, ?, ?)",
+                    (self._row.id, user_id, now),
+                )
+            )
+        await self._write_now(steps)
         await self.update(assigned_to=user_id)
 
     async def update(self, **changes: Any) -> ConversationView:
         """Change conversation columns (state, slots, mode, risk_level, categories, flags...)."""
+        codec = self._store._conv_codec
         for key, value in self._store._conv_changes(changes).items():
             setattr(self._row, key, value)
-        # No flush: the changes go out in one UPDATE at the next query or at commit.
+            if codec.has(key):
+                self._conv_changes[key] = value
+        # No write yet: the changes go out in one UPDATE at commit.
         self.conversation = self._store._conv_view(self._row)
         return self.conversation
 
@@ -745,82 +909,111 @@ class Turn:
         kind: str = "text",
     ) -> MessageView:
         """Store one message to the child (before it is sent)."""
-        await self._begin_write()  # the caller wants the id: the row is written now
-        payload = {"text": text, "options": [dict(o) for o in options]}
-        row = Message(
+        now = utcnow()
+        opts = [dict(o) for o in options]
+        step = self._outbound_step(text, opts, sender, kind, in_reply_to, now, returning=True)
+        (row,) = await self._write_now([step])  # the caller wants the id: written now
+        return MessageView(
+            id=int(row[0]),
             conversation_id=self._row.id,
-            channel=self._row.channel,
-            channel_message_id=None,
             direction="out",
             sender=sender,
             kind=kind,
-            body_enc=self._store._enc_json(payload),
+            text=text,
+            options=tuple(opts),
             in_reply_to=in_reply_to,
-            created_at=utcnow(),
+            created_at=now,
         )
-        self._s.add(row)
-        await self._s.flush()
-        return self._store._msg_view(row)
+
+    def _outbound_step(
+        self,
+        text: str,
+        options: list[dict[str, str]],
+        sender: str,
+        kind: str,
+        in_reply_to: int | None,
+        now: datetime,
+        *,
+        returning: bool,
+    ) -> Step:
+        s = self._store
+        body = s._enc_json({"text": text, "options": options})
+        params = (
+            self._row.id,
+            self._row.channel,
+            None,
+            "out",
+            sender,
+            kind,
+            body,
+            in_reply_to,
+            s._msg_codec.dump("created_at", now),
+        )
+        return (
+            ("row", s._sql_insert_message_returning, params)
+            if returning
+            else (
+                "exec",
+                s._sql_insert_message,
+                params,
+            )
+        )
 
     def add_replies(
         self, replies: Sequence[tuple[str, Sequence[Mapping[str, str]]]], in_reply_to: int
     ) -> None:
-        """Store the bot's replies to one message (ids are not needed, so no flush)."""
+        """Store the bot's replies to one message (ids are not needed, so written at commit)."""
         now = utcnow()
         for text, options in replies:
-            self._s.add(
-                Message(
-                    conversation_id=self._row.id,
-                    channel=self._row.channel,
-                    channel_message_id=None,
-                    direction="out",
-                    sender="bot",
-                    kind="text",
-                    body_enc=self._store._enc_json(
-                        {"text": text, "options": [dict(o) for o in options]}
-                    ),
-                    in_reply_to=in_reply_to,
-                    created_at=now,
+            self._inserts.append(
+                self._outbound_step(
+                    text,
+                    [dict(o) for o in options],
+                    "bot",
+                    "text",
+                    in_reply_to,
+                    now,
+                    returning=False,
                 )
             )
+
+    async def _known_message(self, message_id: int) -> None:
+        if message_id in self._msgs:
+            return
+        await self._autoflush()
+        row = await self._lk.one("row", "SELECT id FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise LookupError(message_id)
 
     async def set_assessment(
         self, message_id: int, level: int, categories: Sequence[str], detail: Mapping[str, Any]
     ) -> None:
         """Record the detector's result on an inbound message (hits encrypted: they quote it)."""
-        row = self._loaded.get(message_id) or await self._s.get(Message, message_id)
-        if row is None:
-            raise LookupError(message_id)
-        row.risk_level = level
-        row.categories = list(categories)
-        row.assessment_enc = self._store._enc_json(dict(detail))
+        await self._known_message(message_id)
+        self._msg_changes.setdefault(message_id, {}).update(
+            risk_level=level,
+            categories=list(categories),
+            assessment_enc=self._store._enc_json(dict(detail)),
+        )
         self.assessed_level, self.assessed = level, dict(detail)
 
     async def mark_processed(self, message_id: int) -> None:
         """The inbound message has been answered."""
-        row = self._loaded.get(message_id) or await self._s.get(Message, message_id)
-        if row is None:
-            raise LookupError(message_id)
-        row.processed_at = utcnow()
+        await self._known_message(message_id)
+        self._msg_changes.setdefault(message_id, {})["processed_at"] = utcnow()
 
     async def add_event(
         self, type_: str, data: Mapping[str, Any] | None = None, actor: str = "system"
     ) -> None:
         """Append an event in this turn's transaction."""
-        self._s.add(
-            Event(
-                conversation_id=self._row.id,
-                type=type_,
-                actor=actor,
-                data=dict(data or {}),
-                created_at=utcnow(),
-            )
-        )
+        self._inserts.append(self._store._event_step(self._row.id, type_, data, actor))
 
     async def lead_by_code(self, code: str) -> LeadView | None:
         """A lead by its code, read inside the turn."""
-        row = (await self._s.execute(select(Lead).where(Lead.code == code))).scalar_one_or_none()
-        return self._store._lead_view(row) if row else None
+        await self._autoflush()
+        s = self._store
+        row = await self._lk.one("row", s._sql_lead_by_code, (code,))
+        return s._lead_view(s._lead_codec.load(row)) if row else None
 
     async def upsert_lead(
         self,
@@ -833,32 +1026,46 @@ class Turn:
         category: str | None = None,
     ) -> LeadView:
         """Create the lead with this code, or update it if this conversation already has it."""
-        await self._begin_write()
-        q = select(Lead).where(Lead.code == code)
-        row = (await self._s.execute(q)).scalar_one_or_none()
+        s = self._store
+        codec = s._lead_codec
+        (row,) = await self._write_now([("row", s._sql_lead_by_code, (code,))])
         now = utcnow()
         if row is None:
-            row = Lead(
+            rec = Rec(
+                id=None,
                 code=code,
                 conversation_id=self._row.id,
+                category=None,
+                risk_level=risk_level,
+                summary_enc=None,
+                district_enc=None,
                 state="accepted",
                 created_at=now,
-                risk_level=risk_level,
+                updated_at=now,
             )
-            self._s.add(row)
-        elif row.conversation_id != self._row.id and not linked:
-            # Only a conversation the child linked by quoting the code may update it.
-            raise ValueError(f"lead code {code} belongs to another conversation")
-        row.risk_level = max(row.risk_level or 0, risk_level)
+        else:
+            rec = codec.load(row)
+            if rec.conversation_id != self._row.id and not linked:
+                # Only a conversation the child linked by quoting the code may update it.
+                raise ValueError(f"lead code {code} belongs to another conversation")
+        rec.risk_level = max(rec.risk_level or 0, risk_level)
         if summary is not None:
-            row.summary_enc = self._store.vault.encrypt(summary)
+            rec.summary_enc = s.vault.encrypt(summary)
         if district is not None:
-            row.district_enc = self._store.vault.encrypt(district)
+            rec.district_enc = s.vault.encrypt(district)
         if category is not None:
-            row.category = category
-        row.updated_at = now
-        await self._s.flush()
-        return self._store._lead_view(row)
+            rec.category = category
+        rec.updated_at = now
+        cols = ("risk_level", "summary_enc", "district_enc", "category", "updated_at")
+        if rec.id is None:
+            cols = ("code", "conversation_id", "state", "created_at", *cols)
+            params = tuple(codec.dump(c, getattr(rec, c)) for c in cols)
+            sql = s._insert_sql("leads", cols) + " RETURNING id"
+            (new,) = await self._lk.run([("row", sql, params)])
+            rec.id = int(new[0])
+        else:
+            await self._lk.run([s._update_step(codec, {c: getattr(rec, c) for c in cols}, rec.id)])
+        return s._lead_view(rec)
 
 
 def _aware(dt: datetime) -> datetime:
