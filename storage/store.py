@@ -672,7 +672,7 @@ class Store:
         values.setdefault("updated_at", utcnow())
         return values
 
-    def _conv_view(self, r: Conversation) -> ConversationView:
+    def _conv_view(self, r: Conversation | Rec) -> ConversationView:
         return ConversationView(
             id=r.id,
             channel=r.channel,
@@ -695,7 +695,7 @@ class Store:
             waiting_since=_aware(r.waiting_since) if r.waiting_since else None,
         )
 
-    def _msg_view(self, r: Message) -> MessageView:
+    def _msg_view(self, r: Message | Rec) -> MessageView:
         body = self.vault.decrypt(r.body_enc)
         text, options = body, ()
         if r.direction == "out":
@@ -718,7 +718,7 @@ class Store:
             channel_message_id=r.channel_message_id,
         )
 
-    def _lead_view(self, r: Lead) -> LeadView:
+    def _lead_view(self, r: Lead | Rec) -> LeadView:
         return LeadView(
             id=r.id,
             code=r.code,
@@ -1056,7 +1056,8 @@ class Turn:
         if category is not None:
             rec.category = category
         rec.updated_at = now
-        cols = ("risk_level", "summary_enc", "district_enc", "category", "updated_at")
+        cols: tuple[str, ...] = ("risk_level", "summary_enc", "district_enc", "category")
+        cols += ("updated_at",)
         if rec.id is None:
             cols = ("code", "conversation_id", "state", "created_at", *cols)
             params = tuple(codec.dump(c, getattr(rec, c)) for c in cols)
