@@ -70,8 +70,8 @@ class DialogEngine:
 
     def _begin(self, compiled: CompiledScript, slots: dict[str, object]) -> Step:
         turn = Turn(slots)
-        with compiled.bound(turn, BEGIN):
-            compiled.fire(turn, "begin")
+        with compiled.bound(turn, BEGIN) as model:
+            compiled.fire(model, "begin")
         return self._result(compiled, turn)
 
     def step(self, state: DialogState, text: str, level: Level = Level.NONE) -> Step:
@@ -85,9 +85,9 @@ class DialogEngine:
             # Pinned to a state the current version lacks: start again (slots kept).
             return self._begin(compiled, dict(state.slots))
         turn = Turn(state.slots)
-        with compiled.bound(turn, spec.name):
+        with compiled.bound(turn, spec.name) as model:
             trigger, kwargs = self._choose(compiled, spec, text, level)
-            compiled.fire(turn, trigger, **kwargs)
+            compiled.fire(model, trigger, **kwargs)
         return self._result(compiled, turn)
 
     def _choose(
