@@ -34,7 +34,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ScriptError as exc:
         print(f"qingting: a dialogue script is invalid, not starting:\n{exc}", file=sys.stderr)
         return 2
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        loop=new_event_loop(),
+    )
     return 0
 
 
@@ -82,6 +89,15 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     from bot.console.users_cli import user_add_main
 
     return user_add_main(args.name, args.role, sys.stdin, sys.stdout, Settings.from_env())
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): the same asyncio API, a faster loop."""
+    try:
+        import uvloop
+    except ImportError:  # e.g. Windows: the standard loop works the same, only slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _safe_url(url: str) -> str:
