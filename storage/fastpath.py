@@ -169,7 +169,10 @@ def is_transient_driver_error(exc: BaseException) -> bool:
         exc,
         asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
-        | asyncpg.exceptions.OperatorInterventionError,
+        | asyncpg.exceptions.OperatorInterventionError
+        # A connection the server killed mid-operation can be left in a confused protocol
+        # state; it must be thrown away and the operation retried on a fresh one.
+        | asyncpg.exceptions.InternalClientError,
     ):
         return True
     return False

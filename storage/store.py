@@ -105,8 +105,14 @@ class Store:
         """Engine for url with the pragmas and pool this project relies on."""
         if url.startswith("sqlite"):
             # Connections to a SQLite file are cheap; a turn holds one while it waits to write.
+            # Every user ends its own transaction (sessions roll back on close, the fast path
+            # refuses to return a link with one open), so the pool skips its reset round trip.
             engine = create_async_engine(
-                url, connect_args={"timeout": 15}, pool_size=20, max_overflow=200
+                url,
+                connect_args={"timeout": 15},
+                pool_size=20,
+                max_overflow=200,
+                pool_reset_on_return=None,
             )
             _sqlite_pragmas(engine)
         else:
