@@ -406,7 +406,7 @@ class Store:
                     q = q.where(getattr(Conversation, col) == val)
                 values = self._conv_changes(changes)
                 result = await s.execute(q.values(**values))
-                return bool(result.rowcount)
+                return bool(getattr(result, "rowcount", 0))  # a CursorResult for an UPDATE
 
         return await self._retry(op)
 
