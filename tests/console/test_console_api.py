@@ -309,3 +309,33 @@ async def test_a_child_who_quotes_their_lead_code_comes_back_to_the_same_case(
     )
     assert closed2["lead"]["code"] == code  # the same case, updated
     assert closed2["lead"]["summary"] == "孩子回来说情况更糟了"
+
+
+async def test_a_supervisor_can_put_a_chat_in_the_queue(client, consoles) -> None:
+    sue = await consoles("sue", connect=False)
+    alice = await consoles("alice", connect=False)
+    chat = await ChatSession.open(client)
+    await chat.say("yes")
+    assert (await alice.post(f"/api/console/conversations/{chat.id}/request"))[0] == 403
+    status, _ = await sue.post(f"/api/console/conversations/{chat.id}/request")
+    assert status == 200
+    _, queue = await sue.get("/api/console/queue")
+    assert [c["id"] for c in queue["queue"]] == [chat.id]
+    assert (await sue.post(f"/api/console/conversations/{chat.id}/request"))[0] == 409
+
+
+async def test_the_queue_is_re_ranked_when_a_waiting_child_writes_something_worse(
+    client, consoles
+) -> None:
+    alice = await consoles("alice", connect=False)
+    first = await ChatSession.open(client)
+    await first.say("我爸爸每天打我")  # urgent
+    second = await ChatSession.open(client)
+    await second.say("我爸爸喝醉了总是打我")  # urgent, waiting longer than nobody
+    _, queue = await alice.get("/api/console/queue")
+    assert [c["id"] for c in queue["queue"]] == [first.id, second.id]
+    await second.say("他现在拿着刀过来了，我躲在厕所")  # now imminent
+    _, queue = await alice.get("/api/console/queue")
+    assert [c["id"] for c in queue["queue"]] == [second.id, first.id]
+    assert queue["queue"][0]["risk_level"] == "imminent"
+    assert "110" in second.texts()  # and the child is told the numbers at once
