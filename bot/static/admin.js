@@ -27,7 +27,11 @@
   };
   var LOW_PRECISION = 0.5;
 
-  var $ = function (id) { return document.getElementById(id); };
+  var $ = QT.$;
+  var el = QT.el;
+  var clear = QT.clear;
+  var show = QT.show;
+  var toast = QT.toaster(5000);
   var csrf = '';
   var me = null;
   var loggedIn = false;
@@ -41,115 +45,19 @@
   var armedDiscard = null;       // "id/lang" the admin asked to open over unpublished edits
   var publishing = false;
 
-  // ---- small helpers ----
-  function el(tag, attrs, children) {
-    var e = document.createElement(tag);
-    if (attrs) {
-      Object.keys(attrs).forEach(function (k) {
-        var v = attrs[k];
-        if (v === null || v === undefined || v === false) return;
-        if (k === 'text') e.textContent = v;
-        else if (k === 'className') e.className = v;
-        else if (k.slice(0, 2) === 'on') e.addEventListener(k.slice(2), v);
-        else e.setAttribute(k, v === true ? '' : v);
-      });
-    }
-    (children || []).forEach(function (c) {
-      if (c !== null && c !== undefined) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c);
-    });
-    return e;
-  }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
-  function show(node, on) { node.hidden = !on; }
+  function when(s) { return QT.clock(s, true); }
 
-  // Server times are UTC; an ISO string without an offset must not be read as local time.
-  function parseTime(s) {
-    if (!s) return NaN;
-    return Date.parse(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : s + 'Z');
-  }
-  function when(s) {
-    var t = parseTime(s);
-    if (!(t > 0)) return '';
-    var d = new Date(t);
-    var p = function (n) { return (n < 10 ? '0' : '') + n; };
-    return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' +
-      p(d.getHours()) + ':' + p(d.getMinutes());
-  }
-
-  var toastTimer = null;
-  function toast(text, kind) {
-    var t = $('toast');
-    t.textContent = text;
-    t.className = 'toast' + (kind ? ' toast-' + kind : '');
-    t.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(function () { t.hidden = true; }, 5000);
-  }
-
-  // ---- the API (JSON, same origin, X-CSRF-Token on every state-changing call) ----
-  async function api(method, path, body) {
-    var opts = { method: method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-    if (body !== undefined) {
-      opts.headers['Content-Type'] = 'application/json';
-      opts.body = JSON.stringify(body);
-    }
-    if (method !== 'GET' && csrf) opts.headers['X-CSRF-Token'] = csrf;
-    var res;
-    try {
-      res = await fetch(path, opts);
-    } catch (e) {
-      return { status: 0, ok: false, data: {}, code: 'network', message: '网络连接失败，请稍后再试。' };
-    }
-    var data = {};
-    try { data = await res.json(); } catch (e) { /* empty or not JSON */ }
-    var err = (data && data.error) || {};
-    if (res.status === 401 && loggedIn && path !== '/api/console/login') {
-      sessionEnded('登录已过期，请重新登录。');
-    } else if (res.status === 403 && loggedIn && err.code === 'forbidden') {
-      denied(me);  // the role changed under us: show the refusal, nothing else
-    }
-    return { status: res.status, ok: res.ok, data: data, code: err.code || '',
-      message: err.message || ('出错了（' + res.status + '）'), error: err };
-  }
+  var api = QT.makeApi({
+    token: function () { return csrf; },
+    expired: function () { if (loggedIn) sessionEnded('登录已过期，请重新登录。'); },
+    // the role changed under us: show the refusal, nothing else
+    forbidden: function (err) { if (loggedIn && err.code === 'forbidden') denied(me); }
+  });
 
   // ---- login, refusal, logout ----
-  function view(name) {
-    document.body.setAttribute('data-view', name);
-    show($('login'), name === 'login');
-    show($('denied'), name === 'denied');
-    show($('app'), name === 'app');
-  }
-
   async function init() {
     bindUi();
-    var r = await api('GET', '/api/console/me');
-    if (r.ok) start(r.data.user, r.data.csrf_token);
-    else showLogin();
-  }
-
-  function showLogin() {
-    view('login');
-    $('username').focus();
-  }
-
-  async function login(ev) {
-    ev.preventDefault();
-    var err = $('login-error');
-    err.hidden = true;
-    $('login-btn').disabled = true;
-    var r = await api('POST', '/api/console/login', {
-      username: $('username').value.trim(), password: $('password').value
-    });
-    $('login-btn').disabled = false;
-    if (r.ok) {
-      $('password').value = '';
-      start(r.data.user, r.data.csrf_token);
-      return;
-    }
-    err.textContent = r.status === 401 ? '用户名或密码不对。'
-      : r.status === 423 ? '登录失败次数太多，账号暂时锁定，请稍后再试。'
-      : r.message;
-    err.hidden = false;
+    await QT.resume(api, start);
   }
 
   function start(user, token) {
@@ -161,7 +69,7 @@
       return;
     }
     $('me').textContent = user.username + '（管理员）';
-    view('app');
+    QT.view('app');
     showTab(tab);
   }
 
@@ -169,7 +77,7 @@
   function denied(user) {
     $('denied-who').textContent = user
       ? '你现在登录的是 ' + user.username + '（' + (ROLE[user.role] || user.role) + '）。' : '';
-    view('denied');
+    QT.view('denied');
   }
 
   async function logout() {
@@ -183,11 +91,7 @@
     me = null;
     doc = null;
     resetEditor();
-    showLogin();
-    if (message) {
-      $('login-error').textContent = message;
-      $('login-error').hidden = false;
-    }
+    QT.showLogin(message);
   }
 
   // ---- tabs ----
@@ -565,7 +469,7 @@
 
   // ---- wiring ----
   function bindUi() {
-    $('login-form').addEventListener('submit', login);
+    QT.bindLogin(api, start, function () { return '登录失败次数太多，账号暂时锁定，请稍后再试。'; });
     $('logout').addEventListener('click', logout);
     $('denied-switch').addEventListener('click', logout);
     ['canned', 'scripts', 'report'].forEach(function (t) {
@@ -596,6 +500,5 @@
     });
   }
 
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
-  else init();
+  QT.ready(init);
 })();

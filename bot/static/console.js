@@ -38,7 +38,12 @@
   var probe = { offers: 0, sound: 0, notification: 0, notificationError: '' };
   window.qtConsole = probe;
 
-  var $ = function (id) { return document.getElementById(id); };
+  var $ = QT.$;
+  var el = QT.el;
+  var clear = QT.clear;
+  var show = QT.show;
+  var parseTime = QT.parseTime;
+  var toast = QT.toaster(6000);
   var csrf = '';
   var me = null;            // {id, username, role}
   var ws = null;
@@ -63,31 +68,6 @@
   var accepting = {};       // conversation id -> true while my own accept is in flight
 
   // ---- small helpers ----
-  function el(tag, attrs, children) {
-    var e = document.createElement(tag);
-    if (attrs) {
-      Object.keys(attrs).forEach(function (k) {
-        var v = attrs[k];
-        if (v === null || v === undefined || v === false) return;
-        if (k === 'text') e.textContent = v;
-        else if (k === 'className') e.className = v;
-        else if (k.slice(0, 2) === 'on') e.addEventListener(k.slice(2), v);
-        else e.setAttribute(k, v === true ? '' : v);
-      });
-    }
-    (children || []).forEach(function (c) {
-      if (c !== null && c !== undefined) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c);
-    });
-    return e;
-  }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
-  function show(node, on) { node.hidden = !on; }
-
-  // Server times are UTC; an ISO string without an offset must not be read as local time.
-  function parseTime(s) {
-    if (!s) return NaN;
-    return Date.parse(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : s + 'Z');
-  }
   function waited(since) {
     var ms = Date.now() - parseTime(since);
     if (!(ms >= 0)) return '';
@@ -98,94 +78,26 @@
     if (m) return m + ' 分 ' + (s % 60) + ' 秒';
     return s + ' 秒';
   }
-  function clock(s) {
-    var t = parseTime(s);
-    if (!(t > 0)) return '';
-    var d = new Date(t);
-    var p = function (n) { return (n < 10 ? '0' : '') + n; };
-    return (d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
-  }
+  function clock(s) { return QT.clock(s, false); }
   function shortId(id) { return String(id).slice(0, 8); }
 
-  var toastTimer = null;
-  function toast(text, kind) {
-    var t = $('toast');
-    t.textContent = text;
-    t.className = 'toast' + (kind ? ' toast-' + kind : '');
-    t.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(function () { t.hidden = true; }, 6000);
-  }
-
-  // ---- the API (JSON, same origin, X-CSRF-Token on every state-changing call) ----
-  async function api(method, path, body) {
-    var opts = { method: method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-    if (body !== undefined) {
-      opts.headers['Content-Type'] = 'application/json';
-      opts.body = JSON.stringify(body);
-    }
-    if (method !== 'GET' && csrf) opts.headers['X-CSRF-Token'] = csrf;
-    var res;
-    try {
-      res = await fetch(path, opts);
-    } catch (e) {
-      return { status: 0, ok: false, data: {}, message: '网络连接失败，请稍后再试。' };
-    }
-    var data = {};
-    try { data = await res.json(); } catch (e) { /* empty or not JSON */ }
-    var err = (data && data.error) || {};
-    if (res.status === 401 && loggedIn && path !== '/api/console/login') {
-      sessionEnded('登录已过期，请重新登录。');
-    }
-    return { status: res.status, ok: res.ok, data: data, code: err.code || '',
-      message: err.message || ('出错了（' + res.status + '）') };
-  }
+  var api = QT.makeApi({
+    token: function () { return csrf; },
+    expired: function () { if (loggedIn) sessionEnded('登录已过期，请重新登录。'); }
+  });
 
   // ---- login / logout ----
   async function init() {
     bindUi();
-    var r = await api('GET', '/api/console/me');
-    if (r.ok) start(r.data.user, r.data.csrf_token);
-    else showLogin();
-  }
-
-  function showLogin() {
-    document.body.setAttribute('data-view', 'login');
-    show($('login'), true);
-    show($('app'), false);
-    $('username').focus();
-  }
-
-  async function login(ev) {
-    ev.preventDefault();
-    unlockAudio();
-    askNotifications();
-    var err = $('login-error');
-    err.hidden = true;
-    $('login-btn').disabled = true;
-    var r = await api('POST', '/api/console/login', {
-      username: $('username').value.trim(), password: $('password').value
-    });
-    $('login-btn').disabled = false;
-    if (r.ok) {
-      $('password').value = '';
-      start(r.data.user, r.data.csrf_token);
-      return;
-    }
-    err.textContent = r.status === 401 ? '用户名或密码不对。'
-      : r.status === 423 ? '登录失败次数太多，账号暂时锁定。' + (r.message || '')
-      : r.message;
-    err.hidden = false;
+    await QT.resume(api, start);
   }
 
   function start(user, token) {
     me = user;
     csrf = token;
     loggedIn = true;
-    document.body.setAttribute('data-view', 'app');
     $('me').textContent = user.username + (user.role === 'supervisor' ? '（督导）' : '');
-    show($('login'), false);
-    show($('app'), true);
+    QT.view('app');
     setPresence('available', false);
     connect();
     loadAll();
@@ -206,11 +118,7 @@
     ws = null;
     queue = []; mine = []; offered = {}; alerted = {}; open = null;
     renderQueue(); renderMine(); closePanel();
-    showLogin();
-    if (message) {
-      $('login-error').textContent = message;
-      $('login-error').hidden = false;
-    }
+    QT.showLogin(message);
   }
 
   // ---- WebSocket: offers, queue changes, live messages ----
@@ -996,7 +904,11 @@
 
   // ---- wiring ----
   function bindUi() {
-    $('login-form').addEventListener('submit', login);
+    // Sound and notifications may only be asked for in a user gesture: the login is one.
+    $('login-form').addEventListener('submit', function () { unlockAudio(); askNotifications(); });
+    QT.bindLogin(api, start, function (r) {
+      return '登录失败次数太多，账号暂时锁定。' + (r.message || '');
+    });
     $('logout').addEventListener('click', logout);
     $('presence').addEventListener('click', function () {
       setPresence(presence === 'available' ? 'away' : 'available', true);
@@ -1029,6 +941,5 @@
     }, 1000);
   }
 
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
-  else init();
+  QT.ready(init);
 })();
