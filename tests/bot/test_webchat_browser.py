@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from playwright.async_api import (
     Browser,
     Locator,
@@ -19,11 +17,11 @@ from playwright.async_api import (
     expect,
 )
 
-from bot.app import BUS, CHANNELS, STORE, build_app
+from bot.app import BUS, CHANNELS, STORE
 from bot.channels.base import Outbound
 from bot.channels.webchat import child_topic
 from bot.config import Settings
-from tests.browser import chromium_browser, served
+from tests.browser import Server, Watch, app_served, chromium_browser
 
 pytestmark = pytest.mark.browser
 
@@ -32,22 +30,11 @@ SCREENSHOT = Path("/tmp/qingting-chat.png")
 LEAD_CODE = re.compile(r"^QT-[A-Z0-9]{4,}$")
 
 
-@dataclass
-class Server:
-    """The running app and where the browser reaches it."""
-
-    app: web.Application
-    base: str
-    db_path: Path
-
-
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[Server]:
     """The real application on 127.0.0.1, port chosen by the OS, in this test's loop."""
-    app = build_app(settings)
-    db_path = Path(settings.database_url.split(":///", 1)[1])
-    async with served(app) as base:
-        yield Server(app, base, db_path)
+    async with app_served(settings) as s:
+        yield s
 
 
 @pytest.fixture
@@ -63,17 +50,13 @@ async def page(browser: Browser, server: Server) -> AsyncIterator[Page]:
     context = await browser.new_context(
         viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="zh-CN"
     )
-    p = await context.new_page()
-    foreign: list[str] = []
-    errors: list[str] = []
-    p.on("request", lambda r: None if r.url.startswith(server.base) else foreign.append(r.url))
-    p.on("pageerror", lambda e: errors.append(str(e)))
+    watch = Watch(server.base)
+    p = watch.attach(await context.new_page())
     try:
         yield p
     finally:
         await context.close()
-    assert [u for u in foreign if not u.startswith(("data:", "about:"))] == []
-    assert errors == []
+    watch.check()
 
 
 async def open_chat(page: Page, server: Server) -> None:
@@ -100,7 +83,9 @@ async def last_bot(page: Page, text: str) -> None:
     await expect(page.locator("#log .bubble.bot").last).to_contain_text(text)
 
 
-async def test_child_completes_the_intake_by_tapping_and_typing(page: Page, server: Server) -> None:
+async def test_child_completes_the_intake_by_tapping_and_typing(
+    page: Page, server: Server, settings: Settings
+) -> None:
     """The whole zh-CN intake ends with a lead code, a closed chat and nothing readable on disk."""
     story = "有同学给我起外号，我不开心"  # a routine (not urgent) worry: the script runs to its end
     district = "海淀区"
@@ -159,9 +144,8 @@ async def test_child_completes_the_intake_by_tapping_and_typing(page: Page, serv
     lead = await store.lead_by_code(code)
     assert lead is not None and lead.conversation_id == sid
 
-    on_disk = b"".join(
-        p.read_bytes() for p in server.db_path.parent.glob(server.db_path.name + "*")
-    )
+    db_path = Path(settings.database_url.split(":///", 1)[1])
+    on_disk = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     for typed in (story, district):
         assert typed.encode() not in on_disk, f"the database file holds {typed!r} in plain"
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
-from bot.app import build_app
 from bot.config import Settings
-from bot.console.auth import ACCOUNTS
 from bot.keys import HANDOFF
-from tests.browser import chromium_browser, served
+from tests.browser import Server, Watch, app_served, chromium_browser, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -33,22 +29,12 @@ NEW_GREETING = "你好呀，这里是倾听，我在听。"
 LANGS = ("zh-CN", "zh-TW", "en")
 
 
-@dataclass
-class Server:
-    """The running app and where the browser reaches it."""
-
-    app: web.Application
-    base: str
-
-
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[Server]:
     """The real application on 127.0.0.1 with an admin (adam) and a volunteer (val)."""
-    app = build_app(settings)
-    async with served(app) as base:
-        await app[ACCOUNTS].add_user("adam", "admin", ADMIN_PW)
-        await app[ACCOUNTS].add_user("val", "volunteer", VOLUNTEER_PW)
-        yield Server(app, base)
+    users = [("adam", "admin", ADMIN_PW), ("val", "volunteer", VOLUNTEER_PW)]
+    async with app_served(settings, users) as s:
+        yield s
 
 
 @pytest.fixture
@@ -58,42 +44,12 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
         yield b
 
 
-class Watch:
-    """Records requests off the server, page script errors, and the API paths a page called."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.foreign: list[str] = []
-        self.errors: list[str] = []
-        self.api: list[str] = []
-
-    def attach(self, page: Page) -> Page:
-        """Start watching page."""
-        page.on("request", self._request)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        return page
-
-    def _request(self, r: Any) -> None:
-        url: str = r.url
-        if not url.startswith((self.base, "data:", "about:")):
-            self.foreign.append(url)
-        elif url.startswith(self.base + "/api/"):
-            self.api.append(r.method + " " + url[len(self.base) :])
-
-    def check(self) -> None:
-        """Assert nothing foreign was loaded and no script error happened."""
-        assert self.foreign == []
-        assert self.errors == []
-
-
 async def open_admin(browser: Browser, server: Server, watch: Watch, name: str, pw: str) -> Page:
     """A desktop browser on /admin, logged in as name."""
     ctx = await browser.new_context(viewport=DESK, locale="zh-CN")
     page = watch.attach(await ctx.new_page())
     await page.goto(server.base + "/admin")
-    await page.get_by_label("用户名").fill(name)
-    await page.get_by_label("密码").fill(pw)
-    await page.get_by_role("button", name="登录").click()
+    await log_in(page, name, pw)
     return page
 
 
@@ -351,9 +307,7 @@ async def test_a_volunteer_is_refused_the_admin_page(server: Server, browser: Br
     await expect(page.get_by_role("heading", name="需要管理员账号")).to_be_visible()
     await page.get_by_role("button", name="换一个账号登录").click()
     await expect(page.get_by_label("用户名")).to_be_visible()
-    await page.get_by_label("用户名").fill("adam")
-    await page.get_by_label("密码").fill(ADMIN_PW)
-    await page.get_by_role("button", name="登录").click()
+    await log_in(page, "adam", ADMIN_PW)
     await expect(page.locator("#me")).to_contain_text("adam")
     await expect(page.locator("#denied")).to_be_hidden()
     watch.check()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -21,12 +19,11 @@ from playwright.async_api import (
     expect,
 )
 
-from bot.app import build_app
 from bot.config import Settings
 from bot.console.auth import ACCOUNTS
 from bot.keys import BUS, HANDOFF, STORE
 from handoff.service import volunteer_topic
-from tests.browser import chromium_browser, served
+from tests.browser import Server, Watch, app_served, chromium_browser, log_in
 
 pytestmark = pytest.mark.browser
 T = TypeVar("T")
@@ -43,22 +40,12 @@ ANSWER = "我好害怕，我还是想死"
 REPLY = "我是志愿者，我在这里陪着你。你现在身边有大人吗？"
 
 
-@dataclass
-class Server:
-    """The running app and where the browser reaches it."""
-
-    app: web.Application
-    base: str
-
-
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[Server]:
     """The real application on 127.0.0.1, port chosen by the OS, with two volunteers."""
-    app = build_app(settings)
-    async with served(app) as base:
-        await app[ACCOUNTS].add_user("alice", "volunteer", "pw-alice-123456")
-        await app[ACCOUNTS].add_user("bob", "volunteer", "pw-bob-1234567")
-        yield Server(app, base)
+    users = [("alice", "volunteer", "pw-alice-123456"), ("bob", "volunteer", "pw-bob-1234567")]
+    async with app_served(settings, users) as s:
+        yield s
 
 
 @pytest.fixture
@@ -68,33 +55,6 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
         yield b
 
 
-class Watch:
-    """Fails the test later if a page requested anything off the server or threw an error."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.foreign: list[str] = []
-        self.errors: list[str] = []
-
-    def attach(self, page: Page) -> Page:
-        """Start watching page."""
-        page.on(
-            "request",
-            lambda r: (
-                None
-                if r.url.startswith((self.base, "data:", "about:"))
-                else self.foreign.append(r.url)
-            ),
-        )
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        return page
-
-    def check(self) -> None:
-        """Assert nothing foreign was loaded and no script error happened."""
-        assert self.foreign == []
-        assert self.errors == []
-
-
 async def volunteer(browser: Browser, server: Server, watch: Watch, name: str, pw: str) -> Page:
     """A desktop console logged in as name, its WebSocket open."""
     ctx: BrowserContext = await browser.new_context(
@@ -102,9 +62,7 @@ async def volunteer(browser: Browser, server: Server, watch: Watch, name: str, p
     )
     page = watch.attach(await ctx.new_page())
     await page.goto(server.base + "/console")
-    await page.get_by_label("用户名").fill(name)
-    await page.get_by_label("密码").fill(pw)
-    await page.get_by_role("button", name="登录").click()
+    await log_in(page, name, pw)
     await expect(page.locator("#me")).to_contain_text(name)
     await expect(page.locator("body")).to_have_attribute("data-ws", "open")
     await expect(page.locator("#queue-empty")).to_be_visible()
@@ -340,9 +298,7 @@ async def test_login_survives_a_reload_presence_toggles_and_logout_ends_the_sess
     ctx = await browser.new_context(viewport=DESK, locale="zh-CN")
     page = watch.attach(await ctx.new_page())
     await page.goto(server.base + "/console")
-    await page.get_by_label("用户名").fill("alice")
-    await page.get_by_label("密码").fill("not-her-password")
-    await page.get_by_role("button", name="登录").click()
+    await log_in(page, "alice", "not-her-password")
     await expect(page.locator("#login-error")).to_have_text("用户名或密码不对。")
     await expect(page.locator("#app")).to_be_hidden()
 
