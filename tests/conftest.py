@@ -7,6 +7,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 def chromium() -> Iterator[str]:
     """Path of Debian's Chromium for Playwright."""
     yield need(CHROMIUM, "Chromium (/usr/bin/chromium)")
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Any]:
+    """Headless Chromium driven through Playwright's async API (one per test)."""
+    from tests.browser import chromium_browser  # Playwright is imported only by browser tests
+
+    async with chromium_browser(chromium) as b:
+        yield b

@@ -21,7 +21,7 @@ from bot.app import BUS, CHANNELS, STORE
 from bot.channels.base import Outbound
 from bot.channels.webchat import child_topic
 from bot.config import Settings
-from tests.browser import Server, Watch, app_served, chromium_browser
+from tests.browser import Server, Watch, app_served
 
 pytestmark = pytest.mark.browser
 
@@ -35,13 +35,6 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     """The real application on 127.0.0.1, port chosen by the OS, in this test's loop."""
     async with app_served(settings) as s:
         yield s
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    """Headless Chromium driven through Playwright's async API."""
-    async with chromium_browser(chromium) as b:
-        yield b
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from bot.config import Settings
 from bot.keys import HANDOFF
-from tests.browser import Server, Watch, app_served, chromium_browser, log_in
+from tests.browser import Server, Watch, app_served, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -35,13 +35,6 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     users = [("adam", "admin", ADMIN_PW), ("val", "volunteer", VOLUNTEER_PW)]
     async with app_served(settings, users) as s:
         yield s
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    """Headless Chromium driven through Playwright's async API."""
-    async with chromium_browser(chromium) as b:
-        yield b
 
 
 async def open_admin(browser: Browser, server: Server, watch: Watch, name: str, pw: str) -> Page:

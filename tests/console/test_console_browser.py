@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.console.auth import ACCOUNTS
 from bot.keys import BUS, HANDOFF, STORE
 from handoff.service import volunteer_topic
-from tests.browser import Server, Watch, app_served, chromium_browser, log_in
+from tests.browser import Server, Watch, app_served, log_in
 
 pytestmark = pytest.mark.browser
 T = TypeVar("T")
@@ -46,13 +46,6 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     users = [("alice", "volunteer", "pw-alice-123456"), ("bob", "volunteer", "pw-bob-1234567")]
     async with app_served(settings, users) as s:
         yield s
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    """Headless Chromium driven through Playwright's async API."""
-    async with chromium_browser(chromium) as b:
-        yield b
 
 
 async def volunteer(browser: Browser, server: Server, watch: Watch, name: str, pw: str) -> Page:
