@@ -45,6 +45,15 @@ NOTICES: dict[str, dict[str, str]] = {
         "zh-TW": "一位老師來了，現在是真人在和你聊天。",
         "en": "A person has joined. You are now talking with a real person.",
     },
+    "holder_lost": {
+        "zh-CN": "刚才和你聊天的老师那边断线了。我正在请另一位老师来，你不用重新说一遍。"
+        "有危险请打 110 或 120。",
+        "zh-TW": "剛才和你聊天的老師那邊斷線了。我正在請另一位老師來，你不用重新說一遍。"
+        "有危險請打 110 或 120。",
+        "en": "The person you were talking with lost their connection. I am asking another "
+        "person to come; you will not have to tell it all again. If you are in danger, call "
+        "110 or 120.",
+    },
     "back_to_bot": {
         "zh-CN": "老师先离开一下。我还在，你可以继续和我说。",
         "zh-TW": "老師先離開一下。我還在，你可以繼續和我說。",

@@ -47,6 +47,9 @@ class Policy:
     reassure_every: timedelta = timedelta(seconds=90)
     presence_ttl: timedelta = timedelta(seconds=45)
     capacity: int = 3
+    # A chat whose holder has had no live console for presence_ttl, and which they have held
+    # at least this long, goes back to the queue: a child must not talk into a closed laptop.
+    holder_grace: timedelta = timedelta(seconds=120)
 
 
 def conversation_card(conv: ConversationView, position: int | None = None) -> dict[str, Any]:
@@ -349,6 +352,7 @@ class HandoffService:
         waiting = await self.repo.waiting_brief()
         live = {w.id for w in waiting}
         self._reminded = {k for k in self._reminded if k[0] in live}  # forget finished waits
+        await self._requeue_orphans(now)
         for w in waiting:
             waited = now - w.waiting_since
             sla = self.policy.sla_imminent if w.risk_level >= 3 else self.policy.sla_urgent
@@ -360,6 +364,35 @@ class HandoffService:
                 self._reminded.add(key)  # ask the shared store once per reminder, not per tick
                 if await self.store.kv_add(f"reassure:{w.id}:{key[1]}:{n}", "1", timedelta(days=1)):
                     await self._say(w.id, notice("reassure", w.lang))
+
+    async def _requeue_orphans(self, now: datetime) -> None:
+        """Put back in the queue the chats whose holder's console is gone."""
+        held = await self.repo.held_brief()
+        if not held:
+            return
+        online = {p.user_id for p in await self.online()}
+        for conv_id, holder, since in held:
+            if holder in online or now - since < self.policy.holder_grace:
+                continue
+            async with self.store.turn(conv_id) as turn:
+                conv = turn.conversation
+                if conv.mode != "human" or conv.assigned_to != holder:
+                    continue  # changed meanwhile (another process, or the holder came back)
+                await turn.assign(None)
+                conv = await turn.update(
+                    mode="waiting",
+                    waiting_since=now,
+                    flags={**conv.flags, "escalated": False},
+                )
+                await turn.add_event("handoff.requeued", {"reason": "holder_offline"})
+                text = notice("holder_lost", conv.script_lang)
+                await turn.add_outbound(text, sender="system")
+            log.warning(
+                "conversation %s requeued: its holder %s has no live console", conv_id, holder
+            )
+            await self.deliver(conv, [text])
+            await self._announce(conv, "conversation.requeued", extra_user=holder)
+            await self.offer(conv)
 
     async def _escalate(self, conversation_id: str) -> None:
         # Decided under the conversation's lock, so exactly one tick in one process escalates

@@ -204,6 +204,31 @@ class HandoffRepo:
 
         return await self.store._retry(op)
 
+    async def held_brief(self) -> list[tuple[str, int, datetime]]:
+        """Chats a person holds now: (conversation id, holder, since when they hold it)."""
+
+        async def op() -> list[tuple[str, int, datetime]]:
+            async with self.store._sessions() as s:
+                q = (
+                    select(Conversation.id, Conversation.assigned_to, Assignment.started_at)
+                    .join(
+                        Assignment,
+                        and_(
+                            Assignment.conversation_id == Conversation.id,
+                            Assignment.user_id == Conversation.assigned_to,
+                            Assignment.ended_at.is_(None),
+                        ),
+                    )
+                    .where(Conversation.mode == "human")
+                )
+                return [
+                    (cid, int(uid), _aware(since))
+                    for cid, uid, since in (await s.execute(q)).all()
+                    if uid is not None
+                ]
+
+        return await self.store._retry(op)
+
     async def has_held(self, user_id: int, conversation_id: str) -> bool:
         """True if the user holds or once held the conversation."""
 

@@ -282,3 +282,26 @@ async def test_a_lead_moves_through_the_work_order_cycle(desk: Desk) -> None:
     history = await repo.lead_history(lead.id)
     assert [h["to"] for h in history][:2] == ["dispatched", "in_hand"]
     assert all(h["username"] == "alice" and h["at"] for h in history)
+
+
+async def test_a_chat_whose_holder_vanished_goes_back_to_the_queue(desk: Desk) -> None:
+    await desk.service.heartbeat(1)
+    conv = await desk.waiting()
+    await desk.service.accept(conv.id, 1, "alice")
+    desk.clock.advance(600)
+    await desk.service.tick()  # alice's console is alive: she keeps the chat however long
+    held = await desk.store.get_conversation(conv.id)
+    assert held is not None and held.mode == "human"
+
+    await desk.service.disconnect(1)  # her laptop closed
+    desk.clock.advance(1)
+    async with desk.bus.subscribe(volunteer_topic(2)) as bob:
+        await desk.service.heartbeat(2)
+        await desk.service.tick()
+        offers = await drain(bob, 1)
+    after = await desk.store.get_conversation(conv.id)
+    assert after is not None and (after.mode, after.assigned_to) == ("waiting", None)
+    assert offers[0]["conversation"]["id"] == conv.id  # offered to someone who is there
+    assert any("断线" in t for cid, t in desk.delivered if cid == conv.id)  # the child is told
+    await desk.service.tick()
+    assert sum("断线" in t for cid, t in desk.delivered if cid == conv.id) == 1
