@@ -17,7 +17,7 @@ from dialogs.types import DialogState, Reply, Step
 from handoff.notices import notice
 from nlp.types import Assessment, Level
 from storage.models import utcnow
-from storage.store import Store, Turn
+from storage.store import KeyedLocks, Store, Turn
 from storage.views import ConversationView, MessageView
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class Pipeline:
         self.default_script = default_script
         self.default_lang = default_lang
         self.metrics = metrics or Metrics()
+        self._opening = KeyedLocks()
 
     async def start_conversation(
         self,
@@ -162,9 +163,11 @@ class Pipeline:
         if conversation is not None:
             conv, conversation_id = conversation, conversation.id
         elif conversation_id is None:
-            conv = await self.store.find_open_conversation(inbound.channel, inbound.address)
-            if conv is None:
-                conv, _step = await self._open(inbound.channel, inbound.address)
+            # Two first messages of one child arriving together must open one conversation.
+            async with self._opening.hold(f"{inbound.channel}\x00{inbound.address}"):
+                conv = await self.store.find_open_conversation(inbound.channel, inbound.address)
+                if conv is None:
+                    conv, _step = await self._open(inbound.channel, inbound.address)
             conversation_id = conv.id
         else:
             found = await self.store.get_conversation(conversation_id)

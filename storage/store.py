@@ -66,7 +66,7 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | ConnectionError)
 
 
-class _KeyedLocks:
+class KeyedLocks:
     """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
 
     def __init__(self) -> None:
@@ -94,7 +94,7 @@ class Store:
         self.engine = engine
         self.vault = vault
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self._write_lock = asyncio.Lock()
         self.is_postgres = engine.dialect.name == "postgresql"
         self._codecs: dict[str, Codec] = {}

@@ -407,3 +407,17 @@ async def test_login_with_a_single_use_code(rig: Rig) -> None:
         for bad in ({}, {"code": ""}, {"code": 5}):
             async with http.post(url, json=bad) as resp:
                 assert resp.status == 400
+
+
+async def test_two_first_messages_at_once_open_one_conversation(rig: Rig) -> None:
+    import asyncio
+
+    await asyncio.gather(
+        rig.pusher.push_text("oTWINS", "你好", mode="plain", fmt="json"),
+        rig.pusher.push_text("oTWINS", "在吗", mode="plain", fmt="json"),
+    )
+    await rig.idle()
+    conv = await rig.conversation("oTWINS")
+    assert conv is not None
+    inbound = [m for m in await rig.store.transcript(conv.id) if m.direction == "in"]
+    assert len(inbound) == 2  # both messages in the one conversation
