@@ -44,8 +44,8 @@ class Dialogs(Protocol):
 class Desk(Protocol):
     """What the pipeline needs of the handoff desk: presence and live notifications."""
 
-    async def volunteers_available(self) -> int:
-        """How many volunteers could take a chat now."""
+    async def enqueue(self, turn: Turn, *, reason: str, level: int) -> str | None:
+        """Queue the conversation inside its turn; what to tell the child (None: already)."""
         ...
 
     async def notify(self, conversation: ConversationView, changes: Sequence[str]) -> None:
@@ -362,17 +362,11 @@ class Pipeline:
 
     async def _request_human(self, turn: Turn, *, reason: str, level: Level) -> list[Outbound]:
         """Queue the conversation for a volunteer and tell the child what happens next."""
-        conv = turn.conversation
-        lang = conv.script_lang
-        if conv.mode in ("waiting", "human"):
+        text = await self.desk.enqueue(turn, reason=reason, level=int(level))
+        if text is None:  # already waiting or with a person
             return []
-        await turn.update(mode="waiting", waiting_since=utcnow())
-        await turn.add_event("handoff.requested", {"reason": reason, "level": level.label})
         self.metrics.handoffs.inc()
-        position = await turn.waiting_ahead() + 1
-        if await self.desk.volunteers_available() == 0:
-            return [Outbound(notice("after_hours", lang))]
-        return [Outbound(notice("handoff_requested", lang, position=position))]
+        return [Outbound(text)]
 
     async def recover(self, deliver: Deliver, older_than: timedelta = timedelta(0)) -> int:
         """Answer messages that were stored but never processed (after a crash); returns count."""

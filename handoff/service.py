@@ -13,7 +13,7 @@ from handoff.bus import EventBus
 from handoff.notices import notice
 from storage.handoff_repo import LEAD_CATEGORIES, HandoffRepo, PresenceView
 from storage.models import utcnow
-from storage.store import Store
+from storage.store import Store, Turn
 from storage.views import ConversationView, LeadView, MessageView
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,15 @@ def conversation_card(conv: ConversationView, position: int | None = None) -> di
         "escalated": bool(conv.flags.get("escalated")),
         "lang": conv.script_lang,
         "position": position,
+    }
+
+
+def offer_event(conv: ConversationView, escalated: bool) -> dict[str, Any]:
+    """The event that rings a volunteer's console."""
+    return {
+        "type": "handoff.offered",
+        "conversation": conversation_card(conv),
+        "escalated": escalated,
     }
 
 
@@ -172,11 +181,7 @@ class HandoffService:
         """Offer a waiting conversation: to volunteers with room, or to everyone online."""
         online = await self.online()
         targets = [p for p in online if escalated or p.has_room]
-        event = {
-            "type": "handoff.offered",
-            "conversation": conversation_card(conv),
-            "escalated": escalated,
-        }
+        event = offer_event(conv, escalated)
         for p in targets:
             await self.bus.publish(volunteer_topic(p.user_id), event)
         if escalated:
@@ -187,30 +192,40 @@ class HandoffService:
         """Offer everything waiting to one volunteer who just became available."""
         for conv in await self.repo.queue():
             await self.bus.publish(
-                volunteer_topic(user_id),
-                {
-                    "type": "handoff.offered",
-                    "conversation": conversation_card(conv),
-                    "escalated": bool(conv.flags.get("escalated")),
-                },
+                volunteer_topic(user_id), offer_event(conv, bool(conv.flags.get("escalated")))
             )
 
-    async def request(self, conversation_id: str, *, by: str, level: int | None = None) -> None:
-        """Queue a conversation for a human on a supervisor's word (or any non-chat trigger)."""
+    async def enqueue(
+        self, turn: Turn, *, reason: str, level: int, actor: str = "system"
+    ) -> str | None:
+        """Put a bot conversation in the queue inside its turn; what to tell the child.
+
+        The one place a conversation starts waiting, whoever asked (detector, script,
+        supervisor). None when it is already waiting or with a person.
+        """
+        conv = turn.conversation
+        if conv.mode in ("waiting", "human"):
+            return None
+        await turn.update(mode="waiting", waiting_since=self.clock())
+        await turn.add_event(
+            "handoff.requested", {"reason": reason, "level": LEVEL_LABELS[level]}, actor=actor
+        )
+        if await self.volunteers_available() == 0:
+            return notice("after_hours", conv.script_lang)
+        position = await turn.waiting_ahead() + 1
+        return notice("handoff_requested", conv.script_lang, position=position)
+
+    async def request(self, conversation_id: str, *, by: str) -> None:
+        """Queue a conversation for a human on a supervisor's word."""
         async with self.store.turn(conversation_id) as turn:
-            conv = turn.conversation
-            if conv.mode != "bot":
-                raise HandoffConflict(f"conversation is {conv.mode}")
-            conv = await turn.update(mode="waiting", waiting_since=self.clock())
-            await turn.add_event("handoff.requested", {"reason": "supervisor"}, actor=by)
-            text = (
-                notice(
-                    "handoff_requested", conv.script_lang, position=await turn.waiting_ahead() + 1
-                )
-                if await self.volunteers_available()
-                else notice("after_hours", conv.script_lang)
+            if turn.conversation.mode != "bot":
+                raise HandoffConflict(f"conversation is {turn.conversation.mode}")
+            text = await self.enqueue(
+                turn, reason="supervisor", level=turn.conversation.risk_level, actor=by
             )
+            assert text is not None  # it was in bot mode, under the lock
             await turn.add_outbound(text, sender="system")
+            conv = turn.conversation
         await self.deliver(conv, [text])
         await self.notify(conv, ["queued"])
 
