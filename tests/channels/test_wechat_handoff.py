@@ -6,7 +6,7 @@ import pytest
 
 from bot.console.auth import ACCOUNTS
 from tests.channels.conftest import Rig
-from tests.console.test_console_api import PASSWORD, Console
+from tests.console.helpers import PASSWORD, Console
 
 KID = "oKIDopenid0000000000000001"
 
@@ -14,7 +14,7 @@ KID = "oKIDopenid0000000000000001"
 @pytest.fixture
 async def volunteer(rig: Rig):
     await rig.app[ACCOUNTS].add_user("alice", "volunteer", PASSWORD)
-    console = Console(rig.server)  # a TestServer makes URLs like a TestClient does
+    console = Console(rig.server)
     await console.login("alice")
     await console.connect()
     yield console

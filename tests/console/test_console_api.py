@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -14,65 +12,7 @@ from bot.config import Settings
 from bot.console.auth import ACCOUNTS
 from bot.keys import STORE
 from tests.bot.helpers import ChatSession
-
-PASSWORD = "volunteer-password-123"
-
-
-class Console:
-    """One volunteer's browser: its own cookie jar, CSRF token and WebSocket."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.csrf = ""
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.events: list[dict[str, Any]] = []
-
-    def url(self, path: str) -> str:
-        return str(self.client.make_url(path))
-
-    async def login(self, username: str) -> dict[str, Any]:
-        async with self.http.post(
-            self.url("/api/console/login"), json={"username": username, "password": PASSWORD}
-        ) as r:
-            assert r.status == 200, await r.text()
-            body = await r.json()
-        self.csrf = body["csrf_token"]
-        return body["user"]
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        async with self.http.get(self.url(path)) as r:
-            return r.status, await r.json()
-
-    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
-        async with self.http.post(
-            self.url(path), json=body or {}, headers={"X-CSRF-Token": self.csrf}
-        ) as r:
-            return r.status, await r.json()
-
-    async def connect(self) -> None:
-        origin = str(self.client.make_url("/")).rstrip("/")
-        self.ws = await self.http.ws_connect(
-            self.url("/api/console/ws"), headers={"Origin": origin}
-        )
-        hello = await self.ws.receive_json(timeout=5)
-        assert hello["type"] == "hello"
-
-    async def next_event(self, type_: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
-        """The next WebSocket event of type_ whose message has the given fields."""
-        assert self.ws is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.ws.receive_json()
-                self.events.append(event)
-                msg = event.get("message") or {}
-                if event.get("type") == type_ and all(msg.get(k) == v for k, v in match.items()):
-                    return event
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        await self.http.close()
+from tests.console.helpers import PASSWORD, Console
 
 
 @pytest.fixture
@@ -297,9 +237,7 @@ async def test_a_child_who_quotes_their_lead_code_comes_back_to_the_same_case(
     again = await ChatSession.open(client)  # days later, a new chat
     answer = await again.say(f"我的编号是 {code}")
     assert code in again.texts() and answer["mode"] == "waiting"
-    offer = await alice.next_event("handoff.offered")
-    while offer["conversation"]["id"] != again.id:  # skip the first chat's offer
-        offer = await alice.next_event("handoff.offered")
+    await alice.next_event("handoff.offered", again.id)  # not the first chat's offer
     await alice.post(f"/api/console/conversations/{again.id}/accept")
     _, detail = await alice.get(f"/api/console/conversations/{again.id}")
     assert code in [x["code"] for x in detail["leads"]]  # the earlier case, in front of her

@@ -7,7 +7,6 @@ the chat page would: the child on process A, volunteers' consoles split between 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -31,6 +30,7 @@ from tests.conftest import (
     drop_postgres_database,
     need,
 )
+from tests.console.helpers import Console, conversation_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "scale-test-password-123"
@@ -134,89 +134,6 @@ class Server:
 # ---- clients --------------------------------------------------------------------------------------
 
 
-def _conversation_id(event: dict[str, Any]) -> str | None:
-    if "conversation_id" in event:
-        return event["conversation_id"]
-    return (event.get("conversation") or {}).get("id")
-
-
-class Console:
-    """One volunteer's browser on one server: its own cookies, CSRF token and WebSocket."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.base = server.base
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.csrf = ""
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.events: list[dict[str, Any]] = []
-
-    async def login(self, username: str) -> dict[str, Any]:
-        """POST /api/console/login; keeps the CSRF token."""
-        async with self.http.post(
-            self.base + "/api/console/login", json={"username": username, "password": PASSWORD}
-        ) as r:
-            assert r.status == 200, await r.text()
-            body = await r.json()
-        self.csrf = body["csrf_token"]
-        return body["user"]
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        """GET a console API path."""
-        async with self.http.get(self.base + path) as r:
-            return r.status, await r.json()
-
-    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
-        """POST a console API path with the CSRF header."""
-        async with self.http.post(
-            self.base + path, json=body or {}, headers={"X-CSRF-Token": self.csrf}
-        ) as r:
-            return r.status, await r.json()
-
-    async def connect(self) -> None:
-        """Open the console WebSocket (from the page's own origin) and read its hello."""
-        self.ws = await self.http.ws_connect(
-            self.base + "/api/console/ws", headers={"Origin": self.base}
-        )
-        hello = await self.ws.receive_json(timeout=5)
-        assert hello["type"] == "hello"
-
-    async def next_event(
-        self, type_: str, conversation: str, timeout: float = 5.0, **message: Any
-    ) -> dict[str, Any]:
-        """The next WebSocket event of type_ about that conversation (and message fields)."""
-        assert self.ws is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self.ws.receive_json()
-                self.events.append(event)
-                msg = event.get("message") or {}
-                if (
-                    event.get("type") == type_
-                    and _conversation_id(event) == conversation
-                    and all(msg.get(k) == v for k, v in message.items())
-                ):
-                    return event
-
-    async def drain(self, seconds: float) -> list[dict[str, Any]]:
-        """Every event that arrives within the next `seconds` (also kept in self.events)."""
-        assert self.ws is not None
-        got: list[dict[str, Any]] = []
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                while True:
-                    event = await self.ws.receive_json()
-                    self.events.append(event)
-                    got.append(event)
-        return got
-
-    async def close(self) -> None:
-        """Close the WebSocket and the HTTP session."""
-        if self.ws is not None:
-            await self.ws.close()
-        await self.http.close()
-
-
 class Child:
     """A child's web chat page on one server: the JSON API plus the push WebSocket."""
 
@@ -291,7 +208,7 @@ async def people() -> Any:
     made: list[Console | Child] = []
 
     async def console(server: Server, username: str, connect: bool = True) -> Console:
-        c = Console(server)
+        c = Console(server.base, PASSWORD)
         made.append(c)
         await c.login(username)
         if connect:
@@ -396,7 +313,7 @@ async def test_offer_accept_and_relay_cross_processes(cluster, people) -> None:
     assert live["message"]["text"] == "他现在不在家"
     # Bob neither holds nor held it: the child's words never reach his console.
     assert not any(
-        e.get("type") == "message" and _conversation_id(e) == kid.id for e in await bob.drain(0.5)
+        e.get("type") == "message" and conversation_of(e) == kid.id for e in await bob.drain(0.5)
     )
 
 
@@ -453,7 +370,7 @@ async def test_an_overdue_handoff_is_escalated_once_with_two_clocks(cluster, peo
     escalations = [
         e
         for e in sue.events
-        if e.get("type") == "handoff.escalated" and _conversation_id(e) == kid.id
+        if e.get("type") == "handoff.escalated" and conversation_of(e) == kid.id
     ]
     assert len(escalations) == 1
     _, queue = await sue.get("/api/console/queue")

@@ -9,7 +9,7 @@ import pytest
 from bot.app import build_app
 from bot.console.auth import ACCOUNTS
 from tests.bot.helpers import ChatSession
-from tests.console.test_console_api import PASSWORD, Console
+from tests.console.helpers import PASSWORD, Console
 
 SHIPPED = (Path(__file__).resolve().parents[2] / "dialogs/scripts/intake.zh-CN.yaml").read_text(
     encoding="utf-8"
