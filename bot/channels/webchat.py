@@ -208,6 +208,8 @@ class WebChatChannel:
                 async for event in sub:
                     if event.topic == child_topic(conv.id):
                         await ws.send_json(event.data)
+                    else:  # the bus may have dropped events: the page reloads the session
+                        await ws.send_json({"type": event.topic})
 
             pump = asyncio.create_task(forward())
             try:

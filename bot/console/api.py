@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 
 from bot.console.auth import (
     ACCOUNTS,
+    COOKIE,
     audit_request,
     check_ws_origin,
     current_user,
@@ -37,6 +38,7 @@ from storage.views import ConversationView
 log = logging.getLogger(__name__)
 
 OPEN_CONSOLES = web.AppKey("open_consoles", dict[int, int])  # user id -> sockets in this process
+BEAT_SECONDS = 15.0  # how often a console socket renews presence and re-checks its login
 HELPERS = ("volunteer", "supervisor")  # who talks with children
 OVERSEERS = ("supervisor",)  # who may read every conversation
 MAX_VOLUNTEER_TEXT = 2000
@@ -232,9 +234,10 @@ async def transfer(request: web.Request) -> web.Response:
     to = (await json_object(request)).get("to")
     accounts = request.app[ACCOUNTS]
     target = None
-    for u in await accounts.users():
-        if to in (u.id, u.username, str(u.id)):
-            target = u
+    if isinstance(to, int) and not isinstance(to, bool):
+        target = await accounts.get_user(to)
+    elif isinstance(to, str):
+        target = next((u for u in await accounts.users() if u.username == to), None)
     if target is None or target.role not in HELPERS or target.id == user.id:
         raise ApiError(400, "invalid_target", "'to' must name another volunteer or supervisor.")
     conv = await _act(
@@ -495,31 +498,43 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
             async for event in sub:
                 await ws.send_json({"topic": event.topic, "type": event.topic, **event.data})
 
+        token = request.cookies.get(COOKIE, "")
+
         async def beat() -> None:
+            # The socket lives only as long as the login: after a logout elsewhere, expiry or
+            # a disabled account it ends, so nobody keeps reading and nobody is counted as
+            # available who cannot take a chat.
             while True:
-                await asyncio.sleep(15)
+                await asyncio.sleep(BEAT_SECONDS)
+                if await request.app[ACCOUNTS].session_user(token) is None:
+                    return
                 await handoff.heartbeat(user.id)
+
+        async def read() -> None:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                    await handoff.heartbeat(user.id)
+                elif msg.type == WSMsgType.ERROR:
+                    break
 
         open_consoles[user.id] = open_consoles.get(user.id, 0) + 1
         tasks: list[asyncio.Task[None]] = []
         try:
             await handoff.connect(user.id)  # online, and offered whatever is waiting
             await ws.send_json({"type": "hello", "user": user_json(user)})
-            tasks = [asyncio.create_task(forward()), asyncio.create_task(beat())]
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT and msg.data == "ping":
-                    await handoff.heartbeat(user.id)
-                elif msg.type == WSMsgType.ERROR:
-                    break
+            pump, beating, reading = (asyncio.create_task(f()) for f in (forward, beat, read))
+            tasks = [pump, beating, reading]
+            await asyncio.wait({beating, reading}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
             open_consoles[user.id] -= 1
             if open_consoles[user.id] <= 0:  # another tab of the same volunteer keeps them online
                 del open_consoles[user.id]
                 with contextlib.suppress(Exception):
                     await handoff.disconnect(user.id)
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+        if not ws.closed:  # the login ended under an open socket
+            await ws.close(code=4401, message=b"session ended")
     return ws

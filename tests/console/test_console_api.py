@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
+import yarl
 from aiohttp.test_utils import TestClient
 
 from bot.app import build_app
@@ -277,3 +279,30 @@ async def test_the_queue_is_re_ranked_when_a_waiting_child_writes_something_wors
     assert [c["id"] for c in queue["queue"]] == [second.id, first.id]
     assert queue["queue"][0]["risk_level"] == "imminent"
     assert "110" in second.texts()  # and the child is told the numbers at once
+
+
+async def test_a_console_socket_closes_when_its_login_ends(client, consoles, monkeypatch) -> None:
+    import bot.console.api
+
+    monkeypatch.setattr(bot.console.api, "BEAT_SECONDS", 0.2)
+    alice = await consoles("alice")
+    other_tab = Console(client)
+    other_tab.http.cookie_jar.update_cookies(
+        alice.http.cookie_jar.filter_cookies(yarl.URL(alice.base))
+    )
+    other_tab.csrf = alice.csrf
+    assert (await other_tab.post("/api/console/logout"))[0] == 200  # logged out elsewhere
+    await other_tab.close()
+    assert alice.ws is not None
+    msg = await alice.ws.receive(timeout=5)
+    while msg.type == aiohttp.WSMsgType.TEXT:  # events sent before the check
+        msg = await alice.ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert alice.ws.close_code == 4401
+    for _ in range(50):  # the server notices the closed socket and takes alice offline
+        if "qingting_volunteers_available 0.0" in await (await client.get("/metrics")).text():
+            break
+        await asyncio.sleep(0.05)
+    chat = await ChatSession.open(client)
+    await chat.say("我想自杀")
+    assert "12355" in chat.texts()  # nobody counted as available: the after-hours message
