@@ -77,7 +77,14 @@
   var wsDelay = 1000;
   var wsTimer = null;
   var wsOpened = false;
+  var createFailed = false; // the last try to make a session got a 4xx: Send tries again
   var generation = 0;     // bumps on every new session, so a stale request cannot win
+  var modeEpoch = 0;      // bumps on every pushed mode: an HTTP answer sent before it is stale
+  var syncSeq = 0;        // numbers the history fetches; an older answer never overwrites a newer
+  var syncApplied = 0;
+  var syncWanted = false; // a history fetch waits while a message is on its way (no duplicates)
+  var liveCount = 0;      // replies pushed over the WebSocket so far, and the recent ones:
+  var liveRecent = [];    // a push that lands while the history is fetched must not be lost
 
   function t(key) {
     var lang = (state && state.lang) || 'zh-CN';
@@ -162,7 +169,8 @@
 
   function renderEntry(entry) {
     var li = document.createElement('li');
-    li.className = 'bubble ' + entry.who;
+    li.className = 'bubble ' + (['me', 'bot', 'person', 'system'].indexOf(entry.who) < 0
+      ? 'bot' : entry.who);
     if (entry.who === 'person') {
       var who = document.createElement('span');
       who.className = 'who';
@@ -196,6 +204,7 @@
       b.className = 'retry';
       b.textContent = t('resend');
       b.addEventListener('click', function () {
+        if (!state.id) { retryCreate(); return; }
         setEntryStatus(entry.cid, 'sending');
         pump();
       });
@@ -262,6 +271,7 @@
     els.banner.hidden = !banner;
     var closed = mode === 'closed';
     els.ended.hidden = !closed;
+    els.endedText.hidden = false;
     els.text.disabled = closed;
     els.send.disabled = closed;
     if (closed || (mode === 'human' && was !== 'human')) setOptions([]);
@@ -318,14 +328,20 @@
     return res.data && res.data.error && res.data.error.code;
   }
 
-  async function newSession(lang, notice) {
+  // Start a new session. carry: outbox items (with their bubbles) written before it existed.
+  async function newSession(lang, notice, carry) {
     var mine = ++generation;
     stopWs();
     leaving = false;
+    createFailed = false;
     var draft = els.text.value;
     state = { id: '', token: '', lang: lang, mode: 'bot', log: [], options: [], outbox: [] };
     try { sessionStorage.removeItem(KEY); } catch (e) { /* ignore */ }
     renderAll();
+    (carry || []).forEach(function (c) {
+      state.outbox.push(c.item);
+      addEntry({ who: 'me', text: c.text, cid: c.item.cid, status: 'sending' });
+    });
     els.text.value = draft;
     showNotice(notice || '');
     setBusy(true);
@@ -340,15 +356,27 @@
         state.token = res.data.token;
         setBusy(false);
         if (!notice) showNotice('');
+        // The greeting goes above anything the child wrote while the session was being made.
+        var early = state.log;
+        state.log = [];
+        els.log.textContent = '';
         var last = showReplies(res.data.replies, 'bot');
-        setOptions(last ? last.options : []);
+        early.forEach(addEntry);
+        setOptions(last && !state.outbox.length ? last.options : []);
         save();
         connectWs();
+        pump();
         return;
       }
-      if (res && res.status >= 400 && res.status < 500) {
+      if (res && res.status >= 400 && res.status < 500 && res.status !== 408 &&
+          res.status !== 429) {
         setBusy(false);
+        state.outbox.forEach(function (i) { setEntryStatus(i.cid, 'failed'); });
         showNotice(t('generic'));
+        // No session, so Send cannot work: offer a fresh start (keeping what was written).
+        els.ended.hidden = false;
+        els.endedText.hidden = true;
+        createFailed = true;
         return;
       }
       showNotice(t('connecting'));
@@ -356,15 +384,100 @@
     }
   }
 
-  // Is the saved session still valid? The WebSocket URL answers a plain GET with 401/404
-  // when the id or token is not accepted; anything else means the session is still there.
+  // Try to create the session again, keeping the messages queued for it.
+  function retryCreate() {
+    var carry = state.outbox.map(function (item) {
+      var shown = state.log.filter(function (e) { return e.cid === item.cid; })[0];
+      return { item: item, text: shown ? shown.text : item.text };
+    });
+    newSession(state.lang, '', carry);
+  }
+
+  function fetchSession() {
+    return api('GET', '/api/chat/sessions/' + encodeURIComponent(state.id), undefined,
+      state.token);
+  }
+
+  // Is the saved session still valid? 401/404 means the id or token is no longer accepted.
   async function sessionAlive() {
     try {
-      var res = await api('GET', wsPath(), undefined);
+      var res = await fetchSession();
       return res.status !== 401 && res.status !== 404;
     } catch (e) {
       return true; // offline: keep the session, sends will retry
     }
+  }
+
+  // May a mode read over HTTP (request sent at modeEpoch epoch) replace the one shown? Not when
+  // a mode was pushed since (it is newer), and a slow answer never turns "with a person" back
+  // into "waiting" (the socket says so when a volunteer really leaves).
+  function httpModeApplies(mode, epoch) {
+    if (mode === 'closed') return true;
+    if (state.mode === 'human' && mode === 'waiting') return false;
+    return epoch === modeEpoch;
+  }
+
+  var WHO = { child: 'me', bot: 'bot', volunteer: 'person', system: 'system' };
+
+  // Rebuild the log and the mode from the server's copy of the conversation: what was pushed
+  // while the socket was down (a volunteer's words, the closing message) appears this way.
+  async function resync() {
+    if (!state || !state.id || leaving) return;
+    if (sending) { syncWanted = true; return; } // pump() calls again when the message is in
+    syncWanted = false;
+    var mine = generation;
+    var seq = ++syncSeq;
+    var epoch = modeEpoch;
+    var mark = liveCount;
+    var res;
+    try { res = await fetchSession(); } catch (e) { return; } // offline: the next open retries
+    if (leaving || mine !== generation || !state || seq < syncApplied) return;
+    if (sending) { syncWanted = true; return; }
+    syncApplied = seq;
+    if (res.status === 401 || res.status === 404) {
+      await newSession(state.lang, t('lost'));
+      return;
+    }
+    if (res.status !== 200 || !res.data || !Array.isArray(res.data.messages)) return;
+    rebuild(res.data.messages, liveRecent.filter(function (l) { return l.n >= mark; }));
+    if (httpModeApplies(res.data.mode, epoch)) setMode(res.data.mode);
+  }
+
+  function rebuild(messages, live) {
+    var log = [];
+    var offered = [];
+    var lastOptions = [];
+    messages.forEach(function (m) {
+      if (!m || typeof m.text !== 'string') return;
+      var who = WHO[m.from] || 'bot';
+      var text = m.text;
+      if (who === 'me') {
+        // A tapped answer is stored as its value; show the label the child saw.
+        offered.forEach(function (o) { if (o && o.value === text && o.label) text = o.label; });
+        lastOptions = [];
+      } else {
+        offered = Array.isArray(m.options) ? m.options : [];
+        lastOptions = offered;
+      }
+      log.push({ who: who, text: text });
+    });
+    // Pushed while the answer was on its way and not in it yet: keep it.
+    var tail = log.slice(-10).map(function (e) { return e.text; });
+    live.forEach(function (l) {
+      if (tail.indexOf(l.entry.text) < 0) log.push({ who: l.entry.who, text: l.entry.text });
+    });
+    // Messages not yet accepted by the server stay, with their state, at the end.
+    state.outbox.forEach(function (item) {
+      var shown = state.log.filter(function (e) { return e.cid === item.cid; })[0];
+      log.push({ who: 'me', text: shown ? shown.text : item.text, cid: item.cid,
+        status: (shown && shown.status) || 'sending' });
+    });
+    state.log = log;
+    els.log.textContent = '';
+    log.forEach(renderEntry);
+    setOptions(state.outbox.length ? [] : lastOptions);
+    save();
+    scrollDown();
   }
 
   function setBusy(busy) {
@@ -373,7 +486,7 @@
   }
 
   function send(text, label) {
-    if (!state || !state.id || state.mode === 'closed') return false;
+    if (!state || state.mode === 'closed') return false;
     var clean = String(text).trim();
     if (!clean) { showNotice(t('empty')); return false; }
     if (clean.length > MAX_CHARS) { showNotice(t('tooLong')); return false; }
@@ -383,6 +496,11 @@
     state.outbox.push(item);
     setOptions([]);
     addEntry({ who: 'me', text: label === undefined ? clean : label, cid: cid, status: 'sending' });
+    if (!state.id) {
+      // The session is still being made (or could not be): it goes out once it exists.
+      if (createFailed) retryCreate();
+      return true;
+    }
     pump();
     return true;
   }
@@ -392,9 +510,10 @@
     if (sending) return;
     sending = true;
     try {
-      while (state && state.outbox.length && !leaving) {
+      while (state && state.id && state.outbox.length && !leaving) {
         var item = state.outbox[0];
         var sessionId = state.id;
+        var epoch = modeEpoch;
         setBusy(true);
         var res = await deliver(item);
         if (!state || state.id !== sessionId || leaving) return;
@@ -410,7 +529,9 @@
           // HTTP answers come from the service (script, notices); volunteers speak over the WS.
           var last = showReplies(res.data.replies, 'bot');
           setOptions(last ? last.options : []);
-          setMode(res.data.mode || 'bot');
+          // A mode pushed while this answer was on its way is newer: a slow answer must not
+          // turn "with a person" back into "waiting".
+          if (httpModeApplies(res.data.mode || 'bot', epoch)) setMode(res.data.mode || 'bot');
           continue;
         }
         setEntryStatus(item.cid, 'failed');
@@ -438,6 +559,7 @@
       sending = false;
       setBusy(false);
       save();
+      if (syncWanted) resync();
     }
   }
 
@@ -464,6 +586,11 @@
 
   function connectWs() {
     clearTimeout(wsTimer);
+    if (ws) { // never two sockets for one page
+      var old = ws;
+      ws = null;
+      try { old.close(); } catch (e) { /* ignore */ }
+    }
     if (!state || !state.id || state.mode === 'closed' || leaving) return;
     var proto = location.protocol === 'https:' ? 'wss://' : 'ws://';
     var sock = new WebSocket(proto + location.host + wsPath());
@@ -473,16 +600,25 @@
       wsOpened = true;
       wsDelay = 1000;
       document.body.setAttribute('data-ws', 'open');
+      resync(); // catch up on whatever was pushed while there was no socket
     };
     sock.onmessage = function (ev) {
       var msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (!msg || !state) return;
+      if (ws !== sock) return;
       if (msg.type === 'reply' && typeof msg.text === 'string') {
-        addEntry({ who: state.mode === 'human' ? 'person' : 'bot', text: msg.text });
+        var entry = { who: state.mode === 'human' ? 'person' : 'bot', text: msg.text };
+        liveRecent.push({ n: liveCount++, entry: entry });
+        if (liveRecent.length > 50) liveRecent.shift();
+        addEntry(entry);
         if (msg.options && msg.options.length) setOptions(msg.options);
       } else if (msg.type === 'mode') {
+        modeEpoch++;
         setMode(msg.mode);
+        resync(); // so the labels follow the server
+      } else if (msg.type === 'bus.resync') {
+        resync(); // the server's bus lost events: the stored conversation is the truth
       }
     };
     sock.onclose = function () {
@@ -493,11 +629,17 @@
       var opened = wsOpened;
       var delay = wsDelay + Math.floor(Math.random() * 500);
       wsDelay = Math.min(wsDelay * 2, WS_MAX_DELAY);
+      var mine = generation;
       wsTimer = setTimeout(async function () {
-        if (!opened && !(await sessionAlive())) {
-          await newSession(state.lang, t('lost'));
-          return;
+        if (!opened) {
+          var alive = await sessionAlive();
+          if (mine !== generation || leaving) return; // a new session began meanwhile
+          if (!alive) {
+            await newSession(state.lang, t('lost'));
+            return;
+          }
         }
+        if (mine !== generation || ws) return;
         connectWs();
       }, delay);
     };
@@ -531,6 +673,7 @@
   async function start() {
     ['log', 'chat', 'options', 'typing', 'banner', 'notice', 'ended', 'restart', 'composer',
       'text', 'send', 'exit'].forEach(function (id) { els[id] = $(id); });
+    els.endedText = els.ended.querySelector('p');
 
     els.exit.addEventListener('click', quickExit);
     els.composer.addEventListener('submit', function (e) {
@@ -550,6 +693,7 @@
     });
     els.text.addEventListener('input', autoGrow);
     els.restart.addEventListener('click', function () {
+      if (createFailed) { retryCreate(); return; } // keep what was queued for it
       els.text.value = '';
       newSession(state ? state.lang : 'zh-CN');
     });
@@ -571,7 +715,10 @@
     }
     state = saved;
     renderAll();
-    if (!(await sessionAlive())) {
+    var mine = generation;
+    var alive = await sessionAlive();
+    if (mine !== generation || leaving) return; // the child switched language meanwhile
+    if (!alive) {
       await newSession(state.lang, t('lost'));
       return;
     }

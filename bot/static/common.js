@@ -139,6 +139,12 @@
     else showLogin('');
   }
 
+  // Does this keydown mean "send"? Enter without Shift, and not the Enter that confirms a pinyin
+  // IME candidate (Safari reports that one with keyCode 229 and isComposing false).
+  function isSendEnter(ev) {
+    return ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.keyCode !== 229;
+  }
+
   function ready(fn) {
     if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', fn);
     else fn();
@@ -147,6 +153,6 @@
   window.QT = {
     $: $, el: el, clear: clear, show: show, parseTime: parseTime, clock: clock,
     toaster: toaster, makeApi: makeApi, view: view, showLogin: showLogin,
-    bindLogin: bindLogin, resume: resume, ready: ready
+    bindLogin: bindLogin, resume: resume, ready: ready, isSendEnter: isSendEnter
   };
 })();

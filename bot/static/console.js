@@ -774,16 +774,24 @@
     return '/api/console/conversations/' + encodeURIComponent(open.id) + suffix;
   }
 
+  var replying = false; // a reply is on its way: a second Enter must not send it twice
+
   async function sendReply(ev) {
     ev.preventDefault();
-    if (!holding()) return;
+    if (replying || !holding()) return;
     var box = $('reply-text');
     var text = box.value.trim();
     if (!text) return;
+    replying = true;
     $('reply-send').disabled = true;
     var id = open.id;
-    var r = await api('POST', convPath('/messages'), { text: text });
-    $('reply-send').disabled = !holding();
+    var r;
+    try {
+      r = await api('POST', convPath('/messages'), { text: text });
+    } finally {
+      replying = false;
+      $('reply-send').disabled = !holding();
+    }
     if (!r.ok) { toast('没有发出去：' + r.message, 'warn'); return; }
     if (open && open.id === id) {
       box.value = '';
@@ -917,7 +925,7 @@
     $('tab-leads').addEventListener('click', function () { showTab('leads'); });
     $('reply-form').addEventListener('submit', sendReply);
     $('reply-text').addEventListener('keydown', function (ev) {
-      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      if (QT.isSendEnter(ev)) {
         ev.preventDefault();
         sendReply(ev);
       }

@@ -17,10 +17,11 @@ from playwright.async_api import (
     expect,
 )
 
-from bot.app import BUS, CHANNELS, STORE
+from bot.app import BUS, CHANNELS, HANDOFF, STORE
 from bot.channels.base import Outbound
 from bot.channels.webchat import child_topic
 from bot.config import Settings
+from bot.console.auth import ACCOUNTS
 from tests.browser import Server, Watch, app_served
 
 pytestmark = pytest.mark.browser
@@ -252,3 +253,78 @@ async def test_a_session_the_server_no_longer_accepts_is_replaced(
     assert await session_id(page) != old
     await option(page, "我现在安全").click()
     await last_bot(page, "这件事是关于谁的？")
+
+
+async def urgent_and_waiting(page: Page, server: Server) -> str:
+    """Open the chat, write an urgent message, wait for 'a person is coming'; the session id."""
+    await open_chat(page, server)
+    box = page.get_by_label("写下你想说的话")
+    await box.fill("我不想活了，今晚就跳下去")
+    await box.press("Enter")
+    await expect(page.locator("body")).to_have_attribute("data-mode", "waiting")
+    return await session_id(page)
+
+
+async def test_volunteer_words_sent_while_the_page_was_away_appear_on_return(
+    page: Page, server: Server
+) -> None:
+    """A volunteer accepts and writes while the child's page is closed: back, the child sees it."""
+    sid = await urgent_and_waiting(page, server)
+    await page.goto("about:blank")  # the socket closes; sessionStorage stays with the tab
+
+    user = await server.app[ACCOUNTS].add_user("lin", "volunteer", "a-long-test-password-1")
+    handoff = server.app[HANDOFF]
+    await handoff.accept(sid, user.id, user.username)
+    await handoff.send(sid, user.id, "我是老师，我看到你写的了。")
+
+    await page.goto(server.base + "/")
+    await expect(page.locator("#log .bubble.person")).to_contain_text("我是老师，我看到你写的了。")
+    await expect(page.locator("#log .bubble.bot .text").first).to_contain_text("你好，我是倾听")
+    await expect(page.locator("#log .bubble.me .text")).to_have_text(["我不想活了，今晚就跳下去"])
+    await expect(page.locator("body")).to_have_attribute("data-mode", "human")
+    await expect(page.locator("#banner")).to_contain_text("正在和老师聊天")
+    assert await session_id(page) == sid
+
+
+async def test_a_bus_resync_brings_what_the_socket_missed(page: Page, server: Server) -> None:
+    """Words stored but never pushed show up when the socket says the bus lost events."""
+    sid = await urgent_and_waiting(page, server)
+    await expect(page.locator("body")).to_have_attribute("data-ws", "open")
+    async with server.app[STORE].turn(sid) as turn:  # stored, never published
+        await turn.update(mode="human")
+        await turn.add_outbound("我在这里陪你。", sender="volunteer:1")
+    await expect(page.locator("#log .bubble.person")).to_have_count(0)
+
+    await server.app[BUS].publish(child_topic(sid), {"type": "bus.resync"})
+    await expect(page.locator("#log .bubble.person")).to_contain_text("我在这里陪你。")
+    await expect(page.locator("body")).to_have_attribute("data-mode", "human")
+
+
+async def test_a_refused_session_offers_a_restart_and_keeps_what_was_written(
+    page: Page, server: Server
+) -> None:
+    """Creating the session gets 400: Send does not vanish the words; restart sends them."""
+
+    async def refuse(route: Route) -> None:
+        if route.request.method == "POST":
+            await route.fulfill(status=400, json={"error": {"code": "bad", "message": "no"}})
+        else:
+            await route.continue_()
+
+    await page.route("**/api/chat/sessions", refuse)
+    await page.goto(server.base + "/")
+    restart = page.get_by_role("button", name="重新开始")
+    await expect(restart).to_be_visible()
+    box = page.get_by_label("写下你想说的话")
+    await box.fill("有人欺负我")  # still refused: the words wait in a bubble, not lost
+    await box.press("Enter")
+    await expect(page.locator("#log .bubble.me .text")).to_have_text(["有人欺负我"])
+    await expect(restart).to_be_visible()
+
+    await page.unroute("**/api/chat/sessions", refuse)
+    await restart.click()
+    await expect(page.locator("#log .bubble.bot").first).to_contain_text("你好，我是倾听")
+    await expect(page.locator("#log .bubble.me .state")).to_have_count(0)
+    await expect(page.locator("#log .bubble.me .text")).to_have_text(["有人欺负我"])
+    transcript = await server.app[STORE].transcript(await session_id(page))
+    assert [m.text for m in transcript if m.direction == "in"] == ["有人欺负我"]
