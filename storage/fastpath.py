@@ -164,7 +164,13 @@ def _numbered(sql: str) -> str:
 def is_transient_driver_error(exc: BaseException) -> bool:
     """A raw driver error that means "the database is briefly away or busy" (worth a retry)."""
     if isinstance(exc, sqlite3.OperationalError):
-        return True  # locked / busy past the timeout / I/O
+        # Busy, locked or I/O trouble pass; "no such table" or a syntax error never will,
+        # and must not pass for an outage.
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name:
+            return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR"))
+        text = str(exc).lower()
+        return "locked" in text or "busy" in text or "disk i/o" in text
     if asyncpg is not None and isinstance(
         exc,
         asyncpg.PostgresConnectionError

@@ -492,24 +492,6 @@ class HandoffRepo:
 
         return await self.store._retry(op)
 
-    async def end_assignments(self, conversation_id: str) -> None:
-        """Close every open assignment of a conversation (outside a turn)."""
-
-        async def op() -> None:
-            async with self.store._tx() as s:
-                await s.execute(
-                    update(Assignment)
-                    .where(
-                        and_(
-                            Assignment.conversation_id == conversation_id,
-                            Assignment.ended_at.is_(None),
-                        )
-                    )
-                    .values(ended_at=utcnow())
-                )
-
-        await self.store._retry(op)
-
 
 def _neighbours(state: str) -> list[str]:
     i = LEAD_STATES.index(state)

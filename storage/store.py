@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -60,10 +61,18 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
-        return True
+        return is_transient_driver_error(exc.orig) if isinstance(exc.orig, sqlite3.Error) else True
     if is_transient_driver_error(exc):  # raised on the fast path, not wrapped by SQLAlchemy
         return True
     return isinstance(exc, OSError | ConnectionError)
+
+
+def normalize_code(code: str) -> str:
+    """Lead codes are stored and looked up in one form: trimmed, upper case."""
+    return code.strip().upper()
+
+
+_CONVERSATION_FIELDS = frozenset(Conversation.__table__.columns.keys()) | {"slots"}
 
 
 class KeyedLocks:
@@ -399,6 +408,12 @@ class Store:
     ) -> bool:
         """Compare-and-set: apply changes only if the columns in expect hold; True if applied."""
 
+        async def locked() -> bool:
+            # Under the conversation's lock: a SQLite turn writes its columns at the end, and
+            # would otherwise overwrite what this set while the turn was running.
+            async with self._locks.hold(conversation_id):
+                return await self._retry(op)
+
         async def op() -> bool:
             async with self._tx() as s:
                 q = update(Conversation).where(Conversation.id == conversation_id)
@@ -408,7 +423,7 @@ class Store:
                 result = await s.execute(q.values(**values))
                 return bool(getattr(result, "rowcount", 0))  # a CursorResult for an UPDATE
 
-        return await self._retry(op)
+        return await locked()
 
     # ---- messages --------------------------------------------------------------------------
 
@@ -480,30 +495,6 @@ class Store:
     async def transcript(self, conversation_id: str) -> list[MessageView]:
         """Every message of a conversation in order (callers audit the read)."""
         return await self._messages(Message.conversation_id == conversation_id)
-
-    async def messages_after(self, conversation_id: str, after_id: int) -> list[MessageView]:
-        """Messages of a conversation newer than after_id, for resync after a reconnect."""
-        return await self._messages(
-            Message.conversation_id == conversation_id, Message.id > after_id
-        )
-
-    async def inbound_history(
-        self, conversation_id: str, before_id: int | None = None, limit: int = 30
-    ) -> list[str]:
-        """Texts of the child's earlier messages, oldest first (context for the detector)."""
-
-        async def op() -> list[str]:
-            async with self._sessions() as s:
-                q = select(Message.body_enc).where(
-                    Message.conversation_id == conversation_id, Message.direction == "in"
-                )
-                if before_id is not None:
-                    q = q.where(Message.id < before_id)
-                q = q.order_by(Message.id.desc()).limit(limit)
-                rows = list((await s.execute(q)).scalars())
-            return [self.vault.decrypt(b) for b in reversed(rows)]
-
-        return await self._retry(op)
 
     async def unprocessed_inbound(self, older_than: timedelta = timedelta(0)) -> list[MessageView]:
         """Inbound messages stored but never answered (a crash between store and reply)."""
@@ -602,7 +593,7 @@ class Store:
         async def op() -> LeadView | None:
             async with self._sessions() as s:
                 row = (
-                    await s.execute(select(Lead).where(Lead.code == code.strip().upper()))
+                    await s.execute(select(Lead).where(Lead.code == normalize_code(code)))
                 ).scalar_one_or_none()
                 return self._lead_view(row) if row else None
 
@@ -668,6 +659,9 @@ class Store:
         return json.loads(self.vault.decrypt(blob)) if blob else None
 
     def _conv_changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - _CONVERSATION_FIELDS
+        if unknown:  # a misspelt "mode" or "risk_level" must fail loudly, not vanish
+            raise KeyError(f"not conversation columns: {sorted(unknown)}")
         values = dict(changes)
         if "slots" in values:
             values["slots_enc"] = self._enc_json(dict(values.pop("slots")))
@@ -1016,6 +1010,7 @@ class Turn:
 
     async def lead_by_code(self, code: str) -> LeadView | None:
         """A lead by its code, read inside the turn."""
+        code = normalize_code(code)
         await self._autoflush()
         s = self._store
         row = await self._lk.one("row", s._sql_lead_by_code, (code,))
@@ -1032,6 +1027,7 @@ class Turn:
         category: str | None = None,
     ) -> LeadView:
         """Create the lead with this code, or update it if this conversation already has it."""
+        code = normalize_code(code)
         s = self._store
         codec = s._lead_codec
         (row,) = await self._write_now([("row", s._sql_lead_by_code, (code,))])

@@ -223,3 +223,51 @@ def _now():
     from storage.models import utcnow
 
     return utcnow()
+
+
+async def test_a_flag_set_while_a_turn_runs_is_not_overwritten_by_it(store: Store) -> None:
+    import asyncio as aio
+
+    conv = await new_conv(store)
+    inside = aio.Event()
+    release = aio.Event()
+
+    async def turn() -> None:
+        async with store.turn(conv.id) as t:
+            inside.set()
+            await release.wait()
+            await t.update(flags={**t.conversation.flags, "greeted": True})
+
+    running = aio.create_task(turn())
+    await inside.wait()
+    cas = aio.create_task(
+        store.update_conversation_if(conv.id, {}, flags={"wechat_undelivered": [1]})
+    )
+    await aio.sleep(0.05)
+    release.set()
+    await running
+    assert await cas
+    after = await store.get_conversation(conv.id)
+    assert after is not None and after.flags == {"wechat_undelivered": [1]}  # set after the turn
+
+
+async def test_a_misspelt_column_fails_loudly(store: Store) -> None:
+    conv = await new_conv(store)
+    with pytest.raises(KeyError, match="waitng_since"):
+        async with store.turn(conv.id) as turn:
+            await turn.update(mode="waiting", waitng_since=None)
+    after = await store.get_conversation(conv.id)
+    assert after is not None and after.mode == "bot"  # nothing half-written
+
+
+async def test_a_missing_table_is_not_mistaken_for_an_outage(tmp_path) -> None:
+    from storage.store import StorageUnavailable
+
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path}/empty.db", Vault(SECRET))  # unmigrated
+    try:
+        with pytest.raises(Exception) as caught:
+            await store.get_conversation("x")
+        assert not isinstance(caught.value, StorageUnavailable)  # not retried as an outage
+        assert "no such table" in str(caught.value)
+    finally:
+        await store.close()
