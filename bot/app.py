@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 import nlp
-from bot.channels.base import Channel, ChannelContext, Outbound
+from bot.channels.base import Channel, ChannelContext, Outbound, log_failure
 from bot.channels.webchat import WebChatChannel
 from bot.config import Settings
 from bot.errors import json_errors
@@ -154,6 +154,7 @@ def spawn(app: web.Application, coro: Any) -> asyncio.Task[Any]:
     task = asyncio.create_task(coro)
     app[TASKS].add(task)
     task.add_done_callback(app[TASKS].discard)
+    task.add_done_callback(log_failure)
     return task
 
 
@@ -182,22 +183,19 @@ async def mode_changed(app: web.Application, conv: ConversationView) -> None:
 async def recover(app: web.Application, period: float = 30.0) -> None:
     """Answer what a crash left unanswered: at start, then whatever another process dropped."""
     pipeline = app[PIPELINE]
-    n = await pipeline.recover(lambda c, m: deliver(app, c, m))
-    if n:
-        log.warning("answered %d message(s) left unanswered by a previous run", n)
+    older_than = timedelta(0)  # at start everything unanswered is a leftover of a crash
     while True:
-        await asyncio.sleep(period)
         try:
-            # Only messages old enough that no live turn can still be working on them.
-            n = await pipeline.recover(
-                lambda c, m: deliver(app, c, m), older_than=timedelta(seconds=period)
-            )
+            n = await pipeline.recover(lambda c, m: deliver(app, c, m), older_than=older_than)
             if n:
-                log.warning("answered %d message(s) another process left unanswered", n)
+                log.warning("answered %d message(s) left unanswered", n)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # e.g. the database still starting: the next sweep tries again
             log.exception("recovery sweep failed")
+        # Later sweeps take only messages old enough that no live turn can be on them.
+        older_than = timedelta(seconds=period)
+        await asyncio.sleep(period)
 
 
 def policy_of(settings: Settings) -> Policy:

@@ -19,6 +19,7 @@ def _setup_logging() -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)  # logs every callback at INFO
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)  # it logs URLs with their secrets
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

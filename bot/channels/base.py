@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,3 +126,11 @@ def as_numbered_text(message: Outbound) -> str:
     lines = [message.text, ""]
     lines += [f"{i}. {o.label}" for i, o in enumerate(message.options, 1)]
     return "\n".join(lines)
+
+
+def log_failure(task: asyncio.Task[Any]) -> None:
+    """Done-callback for background tasks: an error is logged, never silently dropped."""
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger(__name__).error(
+            "background task %s failed", task.get_name(), exc_info=task.exception()
+        )

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.channels.base import ChannelContext, Inbound, Outbound, QuickReply
+from bot.channels.base import ChannelContext, Inbound, Outbound, QuickReply, log_failure
 from bot.channels.wechat_api import (
     WINDOW_ERRORS,
     TokenCache,
@@ -114,6 +114,7 @@ class WeChatChannel:
         task = asyncio.create_task(coro)
         self._tasks.add(task)  # keep a reference: the loop holds tasks only weakly
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)
         return task
 
     async def idle(self) -> None:

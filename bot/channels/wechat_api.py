@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -122,7 +123,17 @@ async def _blocking(fn: Callable[..., T], *args: Any) -> T:
         code = int(exc.errcode) if exc.errcode is not None else None
         raise WeChatAPIError(code, str(exc.errmsg)) from exc
     except OSError as exc:  # requests' ConnectionError/Timeout are OSErrors
-        raise WeChatAPIError(None, f"{type(exc).__name__}: {exc}") from exc
+        # requests puts the whole URL in its message, query string (secret, access_token,
+        # js_code) included: keep only what is safe to log.
+        raise WeChatAPIError(None, f"{type(exc).__name__}: {redact(str(exc))}") from exc
+
+
+SECRET_PARAMS = re.compile(r"((?:secret|access_token|js_code|appid)=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """The text with every secret query parameter's value blanked."""
+    return SECRET_PARAMS.sub(r"\1***", text)
 
 
 class TokenCache:

@@ -92,3 +92,28 @@ def test_split_pieces_fit_and_lose_nothing_but_whitespace(text: str, limit: int)
     assert all(0 < len(p.encode("utf-8")) <= limit for p in pieces)
     squash = "".join(text.split())
     assert "".join("".join(p.split()) for p in pieces) == squash
+
+
+async def test_a_network_error_never_carries_the_secret_or_token_into_logs() -> None:
+    import functools
+    import socket
+
+    from bot.channels.wechat_api import WeChatAPIError, make_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]  # nothing listens once the socket is closed
+    client = make_client(f"http://127.0.0.1:{closed_port}/", "wxAPPID", "TOPSECRET")
+    from bot.channels.wechat_api import _blocking
+
+    with pytest.raises(WeChatAPIError) as caught:
+        await _blocking(
+            functools.partial(
+                client.get,
+                "sns/jscode2session",
+                params={"js_code": "CODE1", "secret": "TOPSECRET", "access_token": None},
+            )
+        )
+    text = str(caught.value)
+    assert "TOPSECRET" not in text and "CODE1" not in text
+    assert "secret=***" in text  # the URL is still there to debug with, minus its secrets
