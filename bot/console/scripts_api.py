@@ -14,6 +14,7 @@ from bot.console.auth import audit_request, current_user, require
 from bot.errors import ApiError, json_object
 from bot.keys import BUS, LIBRARY, STORE
 from dialogs import ScriptError
+from dialogs.validate import check_text
 from storage.scripts_repo import ScriptsRepo
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,16 @@ async def _follow_uploads(app: web.Application) -> AsyncIterator[None]:
     async def follow() -> None:
         async with app[BUS].subscribe(SCRIPTS_TOPIC) as sub:
             async for event in sub:
-                found = await ScriptsRepo(app[STORE]).get(
-                    str(event.data.get("script_id")),
-                    str(event.data.get("lang")),
-                    str(event.data.get("version")),
-                )
-                if found is not None:
-                    app[LIBRARY].add_text(found.text, f"<uploaded {found.version}>")
+                try:
+                    found = await ScriptsRepo(app[STORE]).get(
+                        str(event.data.get("script_id")),
+                        str(event.data.get("lang")),
+                        str(event.data.get("version")),
+                    )
+                    if found is not None:  # also a revert to a version already loaded
+                        app[LIBRARY].add_text(found.text, f"<uploaded {found.version}>")
+                except Exception:  # one bad event must not stop this process following uploads
+                    log.exception("could not load an uploaded script version")
 
     task = asyncio.create_task(follow())
     yield
@@ -123,9 +127,8 @@ async def upload_script(request: web.Request) -> web.Response:
         raise ApiError(
             413, "script_too_large", f"A script may be at most {MAX_SCRIPT_BYTES} bytes."
         )
-    try:
-        script_id, lang, version = request.app[LIBRARY].add_text(text, "<upload>")
-    except ScriptError as exc:
+    script, problems = check_text(text, "<upload>")
+    if problems or script is None:
         await audit_request(request, user, "script.rejected", allowed=False)
         return web.json_response(
             {
@@ -134,15 +137,19 @@ async def upload_script(request: web.Request) -> web.Response:
                     "message": "The script has problems; nothing was changed.",
                     "problems": [
                         {"line": p.line, "state": p.state, "code": p.code, "message": p.message}
-                        for p in exc.problems
+                        for p in problems
                     ],
                 }
             },
             status=422,
         )
+    script_id, lang, version = script.id, script.lang, script.version
+    # Kept first, then live here, then announced: no process serves a version the database
+    # does not have (this process also hears its own announcement; adding it again is harmless).
     saved = await ScriptsRepo(request.app[STORE]).save(
         script_id=script_id, lang=lang, version=version, text=text, uploaded_by=user.username
     )
+    request.app[LIBRARY].add_text(text, "<upload>")
     await request.app[BUS].publish(
         SCRIPTS_TOPIC, {"script_id": script_id, "lang": lang, "version": version}
     )
