@@ -33,9 +33,16 @@ class ScriptsRepo:
         self.store = store
 
     async def save(
-        self, *, script_id: str, lang: str, version: str, text: str, uploaded_by: str
+        self,
+        *,
+        script_id: str,
+        lang: str,
+        version: str,
+        text: str,
+        uploaded_by: str,
+        bump: bool = True,
     ) -> ScriptVersionView:
-        """Keep a validated version (uploading the same version again is a no-op)."""
+        """Keep a validated version; saving a known one again makes it the newest if bump."""
 
         async def op() -> None:
             async with self.store._tx() as s:
@@ -67,7 +74,8 @@ class ScriptsRepo:
         try:
             await self.store._retry(op)
         except IntegrityError:
-            await self.store._retry(again)
+            if bump:
+                await self.store._retry(again)
         found = await self.get(script_id, lang, version)
         assert found is not None
         return found

@@ -38,8 +38,23 @@ def setup_scripts(app: web.Application) -> None:
 async def load_uploaded(app: web.Application) -> int:
     """Add every uploaded version to the library (newest current); returns how many."""
     library = app[LIBRARY]
+    repo = ScriptsRepo(app[STORE])
+    # A script shipped with a deploy counts as uploaded the first time it is seen, so a newer
+    # shipped version (a fix) wins over an older admin upload, and an unchanged one does not
+    # undo a later upload.
+    for sid in library.script_ids():
+        for lang in library.languages(sid):
+            shipped = library.script(sid, lang)
+            await repo.save(
+                script_id=sid,
+                lang=lang,
+                version=shipped.version,
+                text=shipped.text,
+                uploaded_by="deploy",
+                bump=False,
+            )
     count = 0
-    for v in await ScriptsRepo(app[STORE]).all():
+    for v in await repo.all():
         try:
             library.add_text(v.text, f"<uploaded {v.script_id}.{v.lang} {v.version}>")
             count += 1

@@ -105,3 +105,33 @@ async def test_a_revert_to_an_earlier_version_survives_a_restart(aiohttp_client,
     client2 = await aiohttp_client(build_app(settings))
     chat = await ChatSession.open(client2)
     assert any(NEW_GREETING in r["text"] for r in chat.greeting)
+
+
+async def test_a_newer_shipped_script_wins_over_an_older_upload(
+    aiohttp_client, settings, tmp_path
+) -> None:
+    from dataclasses import replace
+
+    client = await aiohttp_client(build_app(settings))
+    await client.app[ACCOUNTS].add_user("adam", "admin", PASSWORD)
+    console = Console(client)
+    await console.login("adam")
+    edited = SHIPPED.replace(OLD_GREETING, NEW_GREETING)
+    assert (await console.post("/api/console/scripts", {"yaml": edited}))[0] == 201
+    await console.close()
+    await client.close()
+
+    # A restart with the same shipped scripts keeps the admin's edit...
+    client2 = await aiohttp_client(build_app(settings))
+    chat = await ChatSession.open(client2)
+    assert any(NEW_GREETING in r["text"] for r in chat.greeting)
+    await client2.close()
+
+    # ...but a deploy that ships a fixed script makes the fix current.
+    fixed_dir = tmp_path / "deploy"
+    fixed_dir.mkdir()
+    fixed = SHIPPED.replace(OLD_GREETING, "你好，这里是倾听，新版本。")
+    (fixed_dir / "intake.zh-CN.yaml").write_text(fixed, encoding="utf-8")
+    client3 = await aiohttp_client(build_app(replace(settings, scripts_dir=fixed_dir)))
+    chat = await ChatSession.open(client3)
+    assert any("新版本" in r["text"] for r in chat.greeting)
