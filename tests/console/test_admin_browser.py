@@ -178,7 +178,9 @@ async def test_admin_publishes_a_script_and_a_broken_one_is_refused_by_line(
     watch = Watch(server.base)
     page = await open_admin(browser, server, watch, "adam", ADMIN_PW)
     await page.get_by_role("tab", name="对话脚本").click()
-    await expect(page.locator("#uploads-empty")).to_be_visible()
+    shipped_rows = (await api.get("/api/console/scripts"))["uploads"]
+    assert shipped_rows and {u["uploaded_by"] for u in shipped_rows} == {"deploy"}
+    await expect(page.locator("#scripts-uploads tr")).to_have_count(len(shipped_rows))
     await page.get_by_role("button", name="打开 intake zh-CN").click()
     editor = page.get_by_label("脚本内容（YAML）")
     await expect(editor).to_have_value(re.compile(re.escape(OLD_GREETING)))
@@ -204,10 +206,11 @@ async def test_admin_publishes_a_script_and_a_broken_one_is_refused_by_line(
     greeting = await api.greeting()
     assert NEW_GREETING in greeting and OLD_GREETING not in greeting
     history = page.locator("#scripts-uploads tr")
-    await expect(history).to_have_count(1)
-    await expect(history).to_contain_text("adam")
-    await expect(history).to_contain_text(new)
-    await expect(history.locator(".tag")).to_have_text("当前")
+    await expect(history).to_have_count(len(shipped_rows) + 1)
+    newest = history.first  # newest first
+    await expect(newest).to_contain_text("adam")
+    await expect(newest).to_contain_text(new)
+    await expect(newest.locator(".tag")).to_have_text("当前")
 
     # A broken edit: `next:` to a state that does not exist.
     published = await editor.input_value()
@@ -239,7 +242,7 @@ async def test_admin_publishes_a_script_and_a_broken_one_is_refused_by_line(
     # Nothing changed on the server: same current version, same greeting, no new upload.
     again = await api.get("/api/console/scripts")
     assert again["current"] == listed["current"]
-    assert len(again["uploads"]) == 1
+    assert len(again["uploads"]) == len(shipped_rows) + 1
     greeting = await api.greeting()
     assert NEW_GREETING in greeting
     await expect(page.locator("#editor-state")).to_have_text("有未发布的修改")
