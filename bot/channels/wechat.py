@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +51,18 @@ LOGIN_ERRORS = {
 
 def _ok() -> web.Response:
     return web.Response(text="success", content_type="text/plain")
+
+
+MAX_CLOCK_SKEW = 300  # seconds either way; WeChat's retries arrive within ~15 s
+
+
+def fresh(timestamp: str, now: float | None = None) -> bool:
+    """True when a push's timestamp is within a few minutes of our clock."""
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    return abs((time.time() if now is None else now) - ts) <= MAX_CLOCK_SKEW
 
 
 def _error(status: int, text: str) -> web.Response:
@@ -129,6 +142,10 @@ class WeChatChannel:
         ts, nonce = q.get("timestamp", ""), q.get("nonce", "")
         if not signature_ok(q.get("signature", ""), self.settings.token, ts, nonce):
             log.warning("WeChat callback: bad signature from %s; refused", request.remote)
+            return _error(403, "forbidden")
+        if not fresh(ts):
+            # The signature covers no body: a captured callback URL must not be replayable.
+            log.warning("WeChat callback: stale timestamp from %s; refused", request.remote)
             return _error(403, "forbidden")
         if request.method == "GET":
             echostr = q.get("echostr")

@@ -421,3 +421,26 @@ async def test_two_first_messages_at_once_open_one_conversation(rig: Rig) -> Non
     assert conv is not None
     inbound = [m for m in await rig.store.transcript(conv.id) if m.direction == "in"]
     assert len(inbound) == 2  # both messages in the one conversation
+
+
+async def test_a_replayed_push_with_an_old_timestamp_is_refused(rig: Rig) -> None:
+    import json
+    import time
+
+    body = json.dumps(
+        {
+            "ToUserName": "gh_x",
+            "FromUserName": "oREPLAY",
+            "CreateTime": 1482048670,
+            "MsgType": "text",
+            "Content": "假冒的话",
+            "MsgId": 987654321,
+        },
+        ensure_ascii=False,
+    )
+    old = str(int(time.time()) - 3600)  # a URL captured an hour ago, validly signed
+    d = await rig.pusher.push_raw(body, params=rig.pusher.signed_params(timestamp=old))
+    assert d.status == 403
+    assert await rig.conversation("oREPLAY") is None  # nothing stored
+    fresh = await rig.pusher.push_raw(body, params=rig.pusher.signed_params())
+    assert fresh.status == 200  # the same body with a current timestamp is accepted
