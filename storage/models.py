@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,7 +57,10 @@ class Conversation(Base):
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_conversations_channel_reporter", "channel", "reporter_id"),)
+    __table_args__ = (
+        Index("ix_conversations_channel_reporter", "channel", "reporter_id"),
+        Index("ix_conversations_mode", "mode", "risk_level", "waiting_since"),
+    )
 
 
 class Message(Base):
@@ -82,6 +86,12 @@ class Message(Base):
 
     __table_args__ = (
         UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_msgid"),
+        Index(
+            "ix_messages_unanswered",
+            "created_at",
+            sqlite_where=text("direction = 'in' AND processed_at IS NULL"),
+            postgresql_where=text("direction = 'in' AND processed_at IS NULL"),
+        ),
     )
 
 
