@@ -194,7 +194,11 @@ class Detector:
             self._candidates.search(s) is None
             and not any(p.regex.search(s) for p in patterns if p.entry.weight > 0)
         ):
-            return Analysis(Level.NONE, (), "none", (), frozenset(), (), False)
+            raised = self._second_opinion(text, norm, Level.NONE, False)
+            if raised is None:
+                return Analysis(Level.NONE, (), "none", (), frozenset(), (), False)
+            level, hit = raised
+            return Analysis(level, (rules.SUICIDE,), "self", (hit,), frozenset(), (), False)
         tokens = self._tokens(s)
         tok_at = [0] * (len(s) + 1)  # character -> index of the token containing it
         for idx, (_w, a, b) in enumerate(tokens):
@@ -247,6 +251,34 @@ class Detector:
                     m.past = True  # a cue inside the hit is the hit's own wording (不再为人)
         _anchor(matches, tokens, mod, s, clause)
         return self._decide(text, norm, matches, mod)
+
+    def _second_opinion(
+        self, text: str, norm: Normalised, level: Level, suicide_talk: bool
+    ) -> tuple[Level, Hit] | None:
+        """Stage 2 may raise: a tree-hole-like text with a plan emerging to urgent, one that
+        only reads like distress to routine. None when it has nothing to add."""
+        if self.stage2 is None or level >= Level.URGENT:
+            return None
+        may_call = {"none": True, "rules": level >= Level.ROUTINE}.get(
+            self.policy.get("stage2_gate", "suicide"), suicide_talk
+        )
+        if level > Level.NONE and not may_call:
+            return None  # too much for a concern, not enough for the model to call a human
+        s = norm.text
+        if len(s) < STAGE2_MIN_CHARS or len("".join(s.split())) < STAGE2_MIN_CHARS:
+            return None
+        sc = self.stage2.score(s)
+        if sc.distress >= self.stage2.t_distress and sc.risk >= self.stage2.t_risk and may_call:
+            new, p, head = Level.URGENT, sc.risk, "risk"
+        elif level == Level.NONE and sc.distress >= self.stage2.t_concern:
+            new, p, head = Level.ROUTINE, sc.distress, "distress"
+        else:
+            return None
+        gram, rule = self.stage2.evidence(s, head), f"stage2:{head}"
+        # The hit points at the n-gram that weighed most, so a volunteer sees what the model saw.
+        i = s.find(gram) if gram else -1
+        o0, o1 = norm.span(i, i + len(gram)) if i >= 0 else (0, len(text))
+        return new, Hit(text[o0:o1], o0, o1, rules.SUICIDE, round(p, 3), f"{rule}:p={p:.2f}")
 
     def _tokens(self, s: str) -> list[tuple[str, int, int]]:
         out = []
@@ -376,26 +408,19 @@ class Detector:
             cat = _hit_category(m, ctx_cat) or "context"
             hits.append(Hit(text[o0:o1], o0, o1, cat, m.entry.weight, rule))
         hits = _dedupe(hits) + combo_hits
-        if self.stage2 is not None and level < Level.URGENT and not capped:
-            # Gate: only where the rules already see a suicide concern of their own (routine), so
-            # that a model trained on tree-hole posts never judges everyday chat.
-            sui = [
-                m
-                for m in matches
-                if m.active
+        if not capped and not mod.get("report"):
+            sui = any(
+                m.active
                 and m.entry.category == rules.SUICIDE
                 and m.floor >= Level.ROUTINE
                 and m.entry.tags & rules.S_CTX
-            ]
-            if sui and len(s) >= STAGE2_MIN_CHARS and not mod.get("report"):
-                p = self.stage2.probability(s)
-                if p >= self.stage2.threshold:
-                    o0, o1 = norm.span(min(m.start for m in sui), max(m.end for m in sui))
-                    hits.append(
-                        Hit(text[o0:o1], o0, o1, rules.SUICIDE, round(p, 3), f"stage2:p={p:.2f}")
-                    )
-                    level = Level.URGENT
-                    cat_level[rules.SUICIDE] = Level.URGENT
+                for m in matches
+            )
+            raised = self._second_opinion(text, norm, level, sui)
+            if raised is not None:
+                level, hit = raised
+                hits.append(hit)
+                cat_level[rules.SUICIDE] = max(cat_level.get(rules.SUICIDE, Level.NONE), level)
         cats = _order_categories({c: v for c, v in cat_level.items() if v > Level.NONE})
         if not cats:
             subject = "none"
