@@ -22,6 +22,15 @@ class WeChatSettings:
     token: str = ""
     aes_key: str = ""
     api_base: str = "https://api.weixin.qq.com/"
+    # The message-push mode set in WeChat's console. In safe and compatible mode every push
+    # carries Encrypt and a msg_signature over it; a plaintext push is then refused, because
+    # the plain signature covers only token, timestamp and nonce, never the body.
+    mode: str = "plain"
+
+    @property
+    def encrypted_only(self) -> bool:
+        """True when a push without an encrypted body must be refused."""
+        return self.mode in ("safe", "compatible")
 
     @property
     def enabled(self) -> bool:
@@ -74,9 +83,16 @@ class Settings:
             token=e.get("QINGTING_WECHAT_TOKEN", ""),
             aes_key=e.get("QINGTING_WECHAT_AES_KEY", ""),
             api_base=e.get("QINGTING_WECHAT_API_BASE", "") or "https://api.weixin.qq.com/",
+            # An AES key means the console is in safe (or compatible) mode unless told otherwise.
+            mode=e.get("QINGTING_WECHAT_MODE", "")
+            or ("safe" if e.get("QINGTING_WECHAT_AES_KEY") else "plain"),
         )
         if wechat.aes_key and len(wechat.aes_key) != 43:
             raise ConfigError("QINGTING_WECHAT_AES_KEY must be the 43-character EncodingAESKey")
+        if wechat.mode not in ("plain", "compatible", "safe"):
+            raise ConfigError("QINGTING_WECHAT_MODE must be plain, compatible or safe")
+        if wechat.encrypted_only and not wechat.aes_key:
+            raise ConfigError(f"QINGTING_WECHAT_MODE={wechat.mode} needs QINGTING_WECHAT_AES_KEY")
         scripts = e.get("QINGTING_SCRIPTS_DIR")
         s = cls(
             host=e.get("QINGTING_HOST", "127.0.0.1"),

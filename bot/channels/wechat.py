@@ -113,8 +113,7 @@ class WeChatChannel:
         s = self.settings
         client = make_client(s.api_base, s.appid, s.secret)
         self._api = WeChatAPI(client, TokenCache(client, ctx.services["store"]))
-        mode = "safe/compatible or plain" if s.aes_key else "plain only (no AES key)"
-        log.info("WeChat channel on for appid %s, %s mode, API %s", s.appid, mode, s.api_base)
+        log.info("WeChat channel on for appid %s, %s mode, API %s", s.appid, s.mode, s.api_base)
 
     async def close(self) -> None:
         """Cancel the replies still being worked on (their messages are stored)."""
@@ -155,8 +154,8 @@ class WeChatChannel:
         raw = await request.read()  # capped by the app's client_max_size (413 above it)
         try:
             push = self._decode(raw, q)
-        except PermissionError:
-            log.warning("WeChat callback: bad msg_signature from %s; refused", request.remote)
+        except PermissionError as exc:
+            log.warning("WeChat callback from %s refused: %s", request.remote, exc)
             return _error(403, "forbidden")
         except BadPush as exc:
             log.warning("WeChat callback: malformed push refused (%s)", exc)
@@ -189,6 +188,8 @@ class WeChatChannel:
                 raise PermissionError("bad msg_signature")
             text = decrypt(envelope, self.settings.aes_key, self.settings.appid)
             fmt = detect_format(text)
+        elif self.settings.encrypted_only:
+            raise PermissionError(f"plaintext push refused in {self.settings.mode} mode")
         return parse_push(text, fmt)
 
     async def _receive(self, push: Push) -> None:

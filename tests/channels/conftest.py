@@ -25,7 +25,7 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 chars like the rea
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 
-def wechat_settings(settings: Settings, api: FakeWeChatAPI) -> Settings:
+def wechat_settings(settings: Settings, api: FakeWeChatAPI, mode: str = "plain") -> Settings:
     """The test settings with the WeChat channel on, pointed at the fake API."""
     return replace(
         settings,
@@ -36,6 +36,7 @@ def wechat_settings(settings: Settings, api: FakeWeChatAPI) -> Settings:
             token=TOKEN,
             aes_key=AES_KEY,
             api_base=api.base_url,
+            mode=mode,  # plain: the rig pushes both ways; safe mode has tests of its own
         ),
     )
 
@@ -93,13 +94,20 @@ async def api() -> AsyncIterator[FakeWeChatAPI]:
 
 
 @pytest.fixture
+def rig_mode() -> str:
+    """The push mode the service is configured for (override with parametrize)."""
+    return "plain"
+
+
+@pytest.fixture
 async def rig(
     settings: Settings,
     api: FakeWeChatAPI,
     aiohttp_server: Callable[..., Coroutine[Any, Any, TestServer]],
+    rig_mode: str,
 ) -> AsyncIterator[Rig]:
     """The whole service with WeChat on, served on 127.0.0.1, and a pusher."""
-    app = build_app(wechat_settings(settings, api))
+    app = build_app(wechat_settings(settings, api, rig_mode))
     server = await aiohttp_server(app)
     pusher = WeChatPusher(str(server.make_url(CALLBACK)), TOKEN, AES_KEY, api.appid, api)
     rig = Rig(app, server, api, pusher)

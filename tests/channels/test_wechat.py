@@ -444,3 +444,35 @@ async def test_a_replayed_push_with_an_old_timestamp_is_refused(rig: Rig) -> Non
     assert await rig.conversation("oREPLAY") is None  # nothing stored
     fresh = await rig.pusher.push_raw(body, params=rig.pusher.signed_params())
     assert fresh.status == 200  # the same body with a current timestamp is accepted
+
+
+@pytest.mark.parametrize("rig_mode", ["safe", "compatible"])
+async def test_in_safe_mode_a_correctly_signed_plaintext_push_is_refused(rig: Rig) -> None:
+    """The plain signature covers no body: with encryption on, only Encrypt is believed."""
+    refused = await rig.pusher.push_text(KID, "有人在吗", mode="plain")
+    assert {d.status for d in refused.deliveries} == {403}
+    await rig.idle()
+    assert await rig.conversation(KID) is None
+    ok = await rig.pusher.push_text(KID, "有人在吗", mode="safe")
+    assert ok.acknowledged
+    assert [m.text for m in await stored_inbound(rig, KID)] == ["有人在吗"]
+    assert await rig.api.wait_for_messages(KID, 1)
+
+
+def test_the_push_mode_follows_the_aes_key_unless_set() -> None:
+    from bot.config import ConfigError, Settings
+
+    key = "k" * 43
+    base = {
+        "QINGTING_WECHAT_APPID": "wx",
+        "QINGTING_WECHAT_SECRET": "s",
+        "QINGTING_WECHAT_TOKEN": "t",
+    }
+    assert Settings.from_env(base).wechat.mode == "plain"
+    assert Settings.from_env({**base, "QINGTING_WECHAT_AES_KEY": key}).wechat.encrypted_only
+    plain = {**base, "QINGTING_WECHAT_AES_KEY": key, "QINGTING_WECHAT_MODE": "plain"}
+    assert not Settings.from_env(plain).wechat.encrypted_only
+    with pytest.raises(ConfigError, match="needs QINGTING_WECHAT_AES_KEY"):
+        Settings.from_env({**base, "QINGTING_WECHAT_MODE": "safe"})
+    with pytest.raises(ConfigError, match="plain, compatible or safe"):
+        Settings.from_env({**base, "QINGTING_WECHAT_MODE": "secure"})
