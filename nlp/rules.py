@@ -297,6 +297,22 @@ RULES: tuple[Rule, ...] = (
     ),
     # --- bullying with injury ---
     _r(
+        "alone_without_care",
+        Level.URGENT,
+        NEGLECT,
+        "left alone for days and without food, locked in or sick",
+        {"alone_days"},
+        {"no_food", "medical", "locked", "labour"},
+    ),
+    _r(
+        "alone_for_days",
+        Level.URGENT,
+        NEGLECT,
+        "a child home alone, for days or without food",
+        {"alone"},
+        {"day_count", "alone_days", "no_food"},
+    ),
+    _r(
         "bullying_injury",
         Level.URGENT,
         BULLYING,
