@@ -10,6 +10,7 @@ from nlp.types import Level
 
 SUICIDE, SEXUAL, PHYSICAL = "suicide_self_harm", "sexual_abuse", "physical_abuse"
 NEGLECT, BULLYING, ONLINE = "neglect_abandonment", "bullying", "online_harm"
+OTHER = "other_rights"
 
 # Signals that show the conversation is about the writer's own death or self-harm.
 S_CTX = frozenset(
@@ -227,7 +228,7 @@ RULES: tuple[Rule, ...] = (
         NEGLECT,
         "locked in with violence/abuse",
         {"locked"},
-        {"violence", "threat", "sexual", "drunk"},
+        {"violence", "threat", "sexual", "drunk", "day_count", "no_food"},
     ),
     _r(
         "threat_and_violence",
@@ -311,6 +312,106 @@ RULES: tuple[Rule, ...] = (
         "a child home alone, for days or without food",
         {"alone"},
         {"day_count", "alone_days", "no_food"},
+    ),
+    _r(
+        "danger_approaching",
+        Level.IMMINENT,
+        PHYSICAL,
+        "a violent or drunk adult coming for the child now",
+        {"approach"},
+        {"drunk", "violence", "violence_ctx", "threat"},
+    ),
+    _r(
+        "hiding_hurt",
+        Level.URGENT,
+        PHYSICAL,
+        "hiding and hurt",
+        {"hiding"},
+        {"injury", "injury_weak"},
+    ),
+    _r(
+        "sextortion_deadline",
+        Level.IMMINENT,
+        ONLINE,
+        "images threatened with a deadline",
+        {"expose"},
+        {"tonight", "time", "now"},
+    ),
+    _r(
+        "meeting_now",
+        Level.IMMINENT,
+        ONLINE,
+        "meeting an online contact now",
+        {"meet"},
+        {"now", "now_weak"},
+        {"online", "online_ctx", "secrecy"},
+    ),
+    _r(
+        "sick_alone_now",
+        Level.IMMINENT,
+        NEGLECT,
+        "a medical emergency with no adult reachable",
+        {"medical_emergency"},
+        {"no_adult", "alone"},
+    ),
+    _r(
+        "abandoned_now",
+        Level.IMMINENT,
+        NEGLECT,
+        "abandoned and alone now",
+        {"abandoned"},
+        {"now", "now_weak", "tonight"},
+    ),
+    _r(
+        "young_labour",
+        Level.URGENT,
+        OTHER,
+        "a young child made to work or kept from school",
+        {"labour"},
+        {"young"},
+    ),
+    _r(
+        "drug_coerced",
+        Level.URGENT,
+        OTHER,
+        "a child coerced into drugs",
+        {"drug"},
+        {"threat"},
+    ),
+    _r(
+        "farewell_today",
+        Level.IMMINENT,
+        SUICIDE,
+        "a farewell, arrangements made and a day",
+        {"goodbye", "goodbye_weak"},
+        {"plan", "plan_weak"},
+        {"time", "tonight", "now"},
+    ),
+    _r(
+        "plan_place_time",
+        Level.IMMINENT,
+        SUICIDE,
+        "a farewell or plan, a place and a time",
+        {"plan", "goodbye"},
+        {"place"},
+        {"tonight", "time", "now"},
+    ),
+    _r(
+        "farewell_unreachable",
+        Level.IMMINENT,
+        SUICIDE,
+        "a farewell or an attempt and the child cannot be reached",
+        {"goodbye", "attempt", "swallow", "place"},
+        {"unreachable"},
+        {"goodbye", "goodbye_weak", "attempt", "swallow", "means+", "method", "intent"},
+    ),
+    _r(
+        "bullies_lock_in",
+        Level.IMMINENT,
+        BULLYING,
+        "locked in by bullies",
+        {"bully"},
+        {"locked"},
     ),
     _r(
         "bullying_injury",
