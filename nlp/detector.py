@@ -26,7 +26,7 @@ from nlp.lexicon import (
 from nlp.normalize import _CLAUSE_PUNCT, Normalised, Normaliser
 from nlp.prefilter import PatternIndex
 from nlp.stage2 import MODEL as STAGE2_MODEL
-from nlp.stage2 import Stage2
+from nlp.stage2 import Stage2, content
 from nlp.types import CATEGORIES, Assessment, Hit, Level
 
 WINDOW = 400  # characters per window for long texts (assessed in overlapping windows)
@@ -198,7 +198,7 @@ class Detector:
             if raised is None:
                 return Analysis(Level.NONE, (), "none", (), frozenset(), (), False)
             level, hit = raised
-            return Analysis(level, (rules.SUICIDE,), "self", (hit,), frozenset(), (), False)
+            return Analysis(level, (hit.category,), "self", (hit,), frozenset(), (), False)
         tokens = self._tokens(s)
         tok_at = [0] * (len(s) + 1)  # character -> index of the token containing it
         for idx, (_w, a, b) in enumerate(tokens):
@@ -255,30 +255,32 @@ class Detector:
     def _second_opinion(
         self, text: str, norm: Normalised, level: Level, suicide_talk: bool
     ) -> tuple[Level, Hit] | None:
-        """Stage 2 may raise: a tree-hole-like text with a plan emerging to urgent, one that
-        only reads like distress to routine. None when it has nothing to add."""
+        """Stage 2 may raise: a child's message that reads like harm needing a human, or a
+        tree-hole text with a plan emerging, to urgent; one that only reads like distress to
+        routine. None when it has nothing to add."""
         if self.stage2 is None or level >= Level.URGENT:
+            return None
+        s = norm.text
+        if len(s) < STAGE2_MIN_CHARS or len(content(s)) < STAGE2_MIN_CHARS:
             return None
         may_call = {"none": True, "rules": level >= Level.ROUTINE}.get(
             self.policy.get("stage2_gate", "suicide"), suicide_talk
         )
-        if level > Level.NONE and not may_call:
-            return None  # too much for a concern, not enough for the model to call a human
-        s = norm.text
-        if len(s) < STAGE2_MIN_CHARS or len("".join(s.split())) < STAGE2_MIN_CHARS:
-            return None
         sc = self.stage2.score(s)
-        if sc.distress >= self.stage2.t_distress and sc.risk >= self.stage2.t_risk and may_call:
-            new, p, head = Level.URGENT, sc.risk, "risk"
-        elif level == Level.NONE and sc.distress >= self.stage2.t_concern:
-            new, p, head = Level.ROUTINE, sc.distress, "distress"
+        m = self.stage2
+        if sc.harm >= m.t_harm:
+            new, p, head, cat = Level.URGENT, sc.harm, "harm", m.category(s)
+        elif may_call and sc.distress >= m.t_distress and sc.risk >= m.t_risk:
+            new, p, head, cat = Level.URGENT, sc.risk, "risk", rules.SUICIDE
+        elif level == Level.NONE and sc.distress >= m.t_concern:
+            new, p, head, cat = Level.ROUTINE, sc.distress, "distress", rules.SUICIDE
         else:
             return None
-        gram, rule = self.stage2.evidence(s, head), f"stage2:{head}"
+        gram = m.evidence(s, head)
         # The hit points at the n-gram that weighed most, so a volunteer sees what the model saw.
         i = s.find(gram) if gram else -1
         o0, o1 = norm.span(i, i + len(gram)) if i >= 0 else (0, len(text))
-        return new, Hit(text[o0:o1], o0, o1, rules.SUICIDE, round(p, 3), f"{rule}:p={p:.2f}")
+        return new, Hit(text[o0:o1], o0, o1, cat, round(p, 3), f"stage2:{head}:p={p:.2f}")
 
     def _tokens(self, s: str) -> list[tuple[str, int, int]]:
         out = []
@@ -420,7 +422,7 @@ class Detector:
             if raised is not None:
                 level, hit = raised
                 hits.append(hit)
-                cat_level[rules.SUICIDE] = max(cat_level.get(rules.SUICIDE, Level.NONE), level)
+                cat_level[hit.category] = max(cat_level.get(hit.category, Level.NONE), level)
         cats = _order_categories({c: v for c, v in cat_level.items() if v > Level.NONE})
         if not cats:
             subject = "none"

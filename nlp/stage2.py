@@ -4,6 +4,9 @@ nlp/train.py (weights shipped in nlp/data/stage2.json, nothing downloaded at run
 - `distress`: does this read like a tree-hole post (someone in suicidal distress) rather than
   everyday chat? Trained on sos1k_train against the team's everyday corpus (nlp/corpus/).
 - `risk`: among tree-hole posts, is a method or plan emerging (SOS-1K level >= 6)?
+- `harm`: does a child's message need a human (urgent or imminent), any category? Trained on
+  the team's labelled dev waves against the everyday corpus; `category` (one softmax head over
+  the seven categories) names what it saw.
 
 The detector lets it raise a level the rules found, never lower one."""
 
@@ -43,6 +46,7 @@ class Scores:
 
     distress: float
     risk: float
+    harm: float
 
 
 class Stage2:
@@ -53,17 +57,25 @@ class Stage2:
         self.n_max = int(d["n_max"])
         self.n_min = int(d.get("n_min", 1))
         self.max_chars = int(d.get("max_chars", 400))
-        self.intercepts = (float(d["intercepts"]["distress"]), float(d["intercepts"]["risk"]))
+        self.heads: tuple[str, ...] = tuple(d["heads"])
+        self.intercepts = tuple(float(d["intercepts"][h]) for h in self.heads)
         t = d["thresholds"]
         self.t_concern = float(t["concern"])  # distress alone: record (routine)
         self.t_distress = float(t["distress"])  # distress high enough to let risk call a human
         self.t_risk = float(t["risk"])
-        # n-gram -> (idf², idf·distress coef, idf·risk coef): tf is almost always 1, so the
-        # products are taken once here, not per message. The vocabulary is complete (coefs may
-        # be ~0) so the L2 norm over known n-grams equals the one sklearn computed in training.
-        self.features: dict[str, tuple[float, float, float]] = {
-            k: (float(v[0]) ** 2, float(v[0]) * float(v[1]), float(v[0]) * float(v[2]))
+        self.t_harm = float(t["harm"])
+        # n-gram -> (idf², idf·coef for each head): tf is almost always 1, so the products are
+        # taken once here, not per message. The vocabulary is complete (coefs may be ~0) so the
+        # L2 norm over known n-grams equals the one sklearn computed in training.
+        self.features: dict[str, tuple[float, ...]] = {
+            k: (float(v[0]) ** 2, *(float(v[0]) * float(c) for c in v[1:]))
             for k, v in d["features"].items()
+        }
+        cat = d["category_head"]
+        self.categories: tuple[str, ...] = tuple(cat["classes"])
+        self.cat_intercepts = tuple(float(x) for x in cat["intercepts"])
+        self.cat_coefs: dict[str, tuple[float, ...]] = {
+            k: tuple(float(x) for x in v) for k, v in cat["coefs"].items()
         }
 
     def _grams(self, norm_text: str) -> list[str]:
@@ -86,39 +98,59 @@ class Stage2:
             tf[g] = tf.get(g, 0) + 1
         return tf
 
-    def _weights(self, g: str, k: int) -> tuple[float, float, float]:
-        idf2, wd, wr = self.features[g]
+    def _weights(self, g: str, k: int) -> tuple[float, ...]:
+        w = self.features[g]
         if k > 1:  # sublinear tf: 1 + ln k
             s = 1.0 + math.log(k)
-            return idf2 * s * s, wd * s, wr * s
-        return idf2, wd, wr
+            return (w[0] * s * s, *(x * s for x in w[1:]))
+        return w
 
-    def score(self, norm_text: str) -> Scores:
-        """Both heads' probabilities for normalised text."""
+    def _sums(self, norm_text: str) -> tuple[float, list[float]]:
+        """The L2 norm of the text's TF-IDF vector and its dot product with each head."""
         known = self._grams(norm_text)
         feats = self.features
-        sq = dot_d = dot_r = 0.0
-        if known:
-            # Sum every occurrence (map/zip/sum run in C), then correct repeated n-grams from
-            # k·w to sklearn's sublinear (1 + ln k)·w.
-            sq, dot_d, dot_r = map(sum, zip(*map(feats.__getitem__, known), strict=True))
-            if len(set(known)) != len(known):
-                for g, k in Counter(known).items():
-                    if k > 1:
-                        idf2, wd, wr = feats[g]
-                        s = 1.0 + math.log(k)
-                        sq += idf2 * (s * s - k)
-                        dot_d += wd * (s - k)
-                        dot_r += wr * (s - k)
-        norm = math.sqrt(sq) if sq > 0 else 1.0
-        return Scores(
-            _sigmoid(dot_d / norm + self.intercepts[0]),
-            _sigmoid(dot_r / norm + self.intercepts[1]),
-        )
+        width = len(self.heads) + 1
+        if not known:
+            return 1.0, [0.0] * len(self.heads)
+        # Sum every occurrence (map/zip/sum run in C), then correct repeated n-grams from
+        # k·w to sklearn's sublinear (1 + ln k)·w.
+        sums = list(map(sum, zip(*map(feats.__getitem__, known), strict=True)))
+        if len(set(known)) != len(known):
+            for g, k in Counter(known).items():
+                if k > 1:
+                    w = feats[g]
+                    s = 1.0 + math.log(k)
+                    sums[0] += w[0] * (s * s - k)
+                    for i in range(1, width):
+                        sums[i] += w[i] * (s - k)
+        return (math.sqrt(sums[0]) if sums[0] > 0 else 1.0), sums[1:]
+
+    def score(self, norm_text: str) -> Scores:
+        """Every head's probability for normalised text."""
+        norm, dots = self._sums(norm_text)
+        p = {
+            h: _sigmoid(x / norm + b)
+            for h, x, b in zip(self.heads, dots, self.intercepts, strict=True)
+        }
+        return Scores(p["distress"], p["risk"], p["harm"])
+
+    def category(self, norm_text: str) -> str:
+        """The category the harm head's companion thinks most likely."""
+        norm, _dots = self._sums(norm_text)
+        z = list(self.cat_intercepts)
+        tf = self._known(norm_text)
+        for g, k in tf.items():
+            c = self.cat_coefs.get(g)
+            if c is None:
+                continue
+            w = math.sqrt(self._weights(g, k)[0]) / norm  # the TF-IDF value of g
+            for i, x in enumerate(c):
+                z[i] += w * x
+        return self.categories[max(range(len(z)), key=z.__getitem__)]
 
     def evidence(self, norm_text: str, head: str) -> str:
-        """The n-gram (>= 2 characters) that pushed `head` ('distress' or 'risk') up most."""
-        col = 1 if head == "distress" else 2
+        """The n-gram (>= 2 characters) that pushed `head` up most."""
+        col = 1 + self.heads.index(head)
         best, top = "", 0.0
         for g, k in self._known(norm_text).items():
             c = self._weights(g, k)[col]

@@ -3,9 +3,10 @@
 
     .venv/bin/python -m nlp.train [--data ../shared/eval/sos1k_train.jsonl]
 
-Data: sos1k_train (tree-hole comments with SOS-1K levels) and the team's everyday corpus
-(nlp/corpus/*.txt, invented negatives). Thresholds are chosen out of fold, inside these files;
-the test files are never read here.
+Data: sos1k_train (tree-hole comments with SOS-1K levels), the team's everyday corpus
+(nlp/corpus/*.txt, invented negatives) and the team's labelled dev waves (tests/data/dev.jsonl,
+dev_wave3.jsonl; never heldout_wave4.jsonl). Thresholds are chosen out of fold, inside these
+files; the test files are never read here.
 """
 
 from __future__ import annotations
@@ -16,18 +17,30 @@ from pathlib import Path
 from typing import Any
 
 from nlp.normalize import Normaliser
-from nlp.stage2 import MODEL, ngrams
+from nlp.stage2 import MODEL, content, ngrams
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT.parent.parent / "shared" / "eval" / "sos1k_train.jsonl"
 CORPUS = ROOT / "corpus"
+DEV_WAVES = [ROOT.parent / "tests" / "data" / f for f in ("dev.jsonl", "dev_wave3.jsonl")]
 N_MIN, N_MAX = 1, 3  # without unigrams: 5-fold risk F1 0.775 (vs 0.789), fewer lookups
 MIN_DF = 2
 C = 4.0
 MIN_CHARS = 12  # the detector does not ask stage 2 about shorter texts (detector.STAGE2_MIN_CHARS)
-EVERYDAY_RAISED = 0.005  # share of everyday text stage 2 may send to a human (out of fold)
+EVERYDAY_RAISED = 0.0025  # share of everyday text stage 2 may send to a human (out of fold)
 EVERYDAY_CONCERN = 0.01  # share of everyday text stage 2 may record as a concern (routine)
-EVERYDAY, LOW, HIGH = 0, 1, 2  # classes: everyday text, tree hole below level 6, level >= 6
+EVERYDAY_HARM = 0.001  # share of everyday text the harm head may send to a human (out of fold)
+EVERYDAY, LOW, HIGH, CHILD_OK, CHILD_HARM = 0, 1, 2, 3, 4  # row kinds (see main)
+HEADS = ("distress", "risk", "harm")
+CATEGORIES = (
+    "suicide_self_harm",
+    "sexual_abuse",
+    "physical_abuse",
+    "neglect_abandonment",
+    "bullying",
+    "online_harm",
+    "other_rights",
+)
 
 
 def load_everyday(folder: Path = CORPUS) -> list[str]:
@@ -40,8 +53,24 @@ def load_everyday(folder: Path = CORPUS) -> list[str]:
     return out
 
 
-def fit(texts: list[str], cls: Any) -> tuple[Any, Any, Any]:
-    """Vectoriser over all texts; distress head (tree hole vs everyday); risk head (tree hole)."""
+def load_dev(paths: list[Path]) -> list[tuple[str, bool, str]]:
+    """(the conversation's text, needs a human, primary category) for each labelled dev row."""
+    out = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            text = " ".join([*r.get("history", ()), r["text"]])
+            cats = r.get("categories") or [""]
+            out.append((text, r["level"] in ("urgent", "imminent"), cats[0]))
+    return out
+
+
+def fit(texts: list[str], kind: Any, cat: Any) -> dict[str, Any]:
+    """Vectoriser over all texts and the heads, each on its own rows:
+    distress (tree hole vs everyday), risk (within the tree hole), harm (a child's message that
+    needs a human vs the rest of the dev waves and everyday text), category (harmful dev rows)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -52,34 +81,54 @@ def fit(texts: list[str], cls: Any) -> tuple[Any, Any, Any]:
         norm="l2",
     )
     x = v.fit_transform(texts)
-    distress = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
-    distress.fit(x, (cls != EVERYDAY).astype(int))
-    sos = cls != EVERYDAY
-    risk = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
-    risk.fit(x[sos], (cls[sos] == HIGH).astype(int))
-    return v, distress, risk
+
+    def lr(rows: Any, y: Any, balanced: bool = True) -> Any:
+        m = LogisticRegression(C=C, max_iter=3000, class_weight="balanced" if balanced else None)
+        return m.fit(x[rows], y)
+
+    sos_or_ev = (kind == EVERYDAY) | (kind == LOW) | (kind == HIGH)
+    sos = (kind == LOW) | (kind == HIGH)
+    child_or_ev = (kind == EVERYDAY) | (kind == CHILD_OK) | (kind == CHILD_HARM)
+    harmful = (kind == CHILD_HARM) & (cat != "")
+    return {
+        "vectoriser": v,
+        "distress": lr(sos_or_ev, (kind[sos_or_ev] != EVERYDAY).astype(int)),
+        "risk": lr(sos, (kind[sos] == HIGH).astype(int)),
+        "harm": lr(child_or_ev, (kind[child_or_ev] == CHILD_HARM).astype(int)),
+        "category": lr(harmful, cat[harmful]),
+    }
 
 
-def export(v: Any, distress: Any, risk: Any, thresholds: dict[str, float]) -> dict[str, Any]:
+def export(model: dict[str, Any], thresholds: dict[str, float]) -> dict[str, Any]:
     """The JSON document nlp.stage2.Stage2 reads."""
+    v = model["vectoriser"]
     feats = {
         g: [
             round(float(v.idf_[i]), 6),
-            round(float(distress.coef_[0][i]), 6),
-            round(float(risk.coef_[0][i]), 6),
+            *(round(float(model[h].coef_[0][i]), 6) for h in HEADS),
         ]
         for g, i in sorted(v.vocabulary_.items())
+    }
+    cm = model["category"]
+    # Only n-grams that move the category; the norm comes from the full table above.
+    cat_coefs = {
+        g: [round(float(cm.coef_[k][i]), 4) for k in range(len(cm.classes_))]
+        for g, i in sorted(v.vocabulary_.items())
+        if max(abs(float(cm.coef_[k][i])) for k in range(len(cm.classes_))) >= 0.05
     }
     return {
         "n_min": N_MIN,
         "n_max": N_MAX,
         "max_chars": 400,
-        "intercepts": {
-            "distress": float(distress.intercept_[0]),
-            "risk": float(risk.intercept_[0]),
-        },
+        "heads": list(HEADS),
+        "intercepts": {h: float(model[h].intercept_[0]) for h in HEADS},
         "thresholds": {k: round(float(t), 2) for k, t in thresholds.items()},
         "features": feats,
+        "category_head": {
+            "classes": [str(c) for c in cm.classes_],
+            "intercepts": [float(b) for b in cm.intercept_],
+            "coefs": cat_coefs,
+        },
     }
 
 
@@ -91,53 +140,73 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--corpus", default=str(CORPUS), help="folder of everyday *.txt files")
+    ap.add_argument("--dev", nargs="*", default=[str(p) for p in DEV_WAVES])
     ap.add_argument("--out", default=str(MODEL))
     args = ap.parse_args(argv)
     norm = Normaliser()
     rows = [json.loads(x) for x in Path(args.data).read_text(encoding="utf-8").splitlines() if x]
     everyday = load_everyday(Path(args.corpus))
-    texts = [norm(r["text"]).text[:400] for r in rows] + [norm(t).text[:400] for t in everyday]
-    cls = np.array(
-        [HIGH if int(r["level"]) >= 6 else LOW for r in rows] + [EVERYDAY] * len(everyday)
+    dev = load_dev([Path(p) for p in args.dev])
+    raw = [r["text"] for r in rows] + everyday + [t for t, _h, _c in dev]
+    texts = [norm(t).text[:400] for t in raw]
+    kind = np.array(
+        [HIGH if int(r["level"]) >= 6 else LOW for r in rows]
+        + [EVERYDAY] * len(everyday)
+        + [CHILD_HARM if h else CHILD_OK for _t, h, _c in dev]
     )
-    long_enough = np.array([len("".join(t.split())) >= MIN_CHARS for t in texts])
+    cat = np.array([""] * (len(rows) + len(everyday)) + [c if h else "" for _t, h, c in dev])
+    long_enough = np.array([len(content(t)) >= MIN_CHARS for t in texts])
 
-    oof_d = np.zeros(len(texts))
-    oof_r = np.zeros(len(texts))
-    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(texts, cls):
-        v, md, mr = fit([texts[i] for i in tr], cls[tr])
-        x = v.transform([texts[i] for i in te])
-        oof_d[te] = md.predict_proba(x)[:, 1]
-        oof_r[te] = mr.predict_proba(x)[:, 1]
-    sos = cls != EVERYDAY
-    high = cls == HIGH
-    ev = ~sos
+    oof = {h: np.zeros(len(texts)) for h in HEADS}
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(texts, kind):
+        model = fit([texts[i] for i in tr], kind[tr], cat[tr])
+        x = model["vectoriser"].transform([texts[i] for i in te])
+        for h in HEADS:
+            oof[h][te] = model[h].predict_proba(x)[:, 1]
+    sos = (kind == LOW) | (kind == HIGH)
+    high = kind == HIGH
+    ev = kind == EVERYDAY
+    child = (kind == CHILD_OK) | (kind == CHILD_HARM)
     grid = np.arange(0.20, 0.99, 0.01)
     # risk: the model's own best point on tree-hole posts (out of fold).
-    t_risk = float(max(grid, key=lambda t: _f1(high[sos], oof_r[sos] >= t)))
+    t_risk = float(max(grid, key=lambda t: _f1(high[sos], oof["risk"][sos] >= t)))
 
     def raised(t: float) -> Any:
-        return (oof_d >= t) & (oof_r >= t_risk) & long_enough
+        return (oof["distress"] >= t) & (oof["risk"] >= t_risk) & long_enough
 
     def concern(t: float) -> Any:
-        return (oof_d >= t) & long_enough
+        return (oof["distress"] >= t) & long_enough
 
-    # distress gate for a human: the lowest at which at most EVERYDAY_RAISED of everyday lines
-    # would be sent to one; concern (routine): the lowest at which at most EVERYDAY_CONCERN are.
+    def harm(t: float) -> Any:
+        return (oof["harm"] >= t) & long_enough
+
+    # The lowest thresholds at which at most the allowed share of everyday lines would be
+    # raised: model-written everyday text is easier than real posts, so the shares are small.
     t_distress = float(next((t for t in grid if raised(t)[ev].mean() <= EVERYDAY_RAISED), 0.99))
     t_concern = float(next((t for t in grid if concern(t)[ev].mean() <= EVERYDAY_CONCERN), 0.99))
-    out = export(*fit(texts, cls), {"concern": t_concern, "distress": t_distress, "risk": t_risk})
+    t_harm = float(next((t for t in grid if harm(t)[ev].mean() <= EVERYDAY_HARM), 0.99))
+    thresholds = {"concern": t_concern, "distress": t_distress, "risk": t_risk, "harm": t_harm}
+    out = export(fit(texts, kind, cat), thresholds)
     out["about"] = (
-        "TF-IDF char 1-3-grams; heads: distress (sos1k_train vs nlp/corpus everyday) and "
-        "risk (sos1k_train level>=6); trained by nlp/train.py"
+        "TF-IDF char 1-3-grams (Han only); heads: distress (sos1k_train vs nlp/corpus "
+        "everyday), risk (sos1k_train level>=6), harm (dev waves urgent/imminent vs the rest "
+        "and everyday), category (dev waves); trained by nlp/train.py"
     )
-    out["rows"] = {"sos1k_train": len(rows), "everyday": len(everyday)}
+    out["rows"] = {
+        "sos1k_train": len(rows),
+        "everyday": len(everyday),
+        "dev": len(dev),
+    }
+    hurt = kind == CHILD_HARM
     out["cross_validated"] = {
-        "risk_f1_on_sos1k_train": round(_f1(high[sos], oof_r[sos] >= t_risk), 4),
+        "risk_f1_on_sos1k_train": round(_f1(high[sos], oof["risk"][sos] >= t_risk), 4),
         "everyday_raised": round(float(raised(t_distress)[ev].mean()), 4),
         "everyday_concern": round(float(concern(t_concern)[ev].mean()), 4),
         "sos_concern": round(float(concern(t_concern)[sos].mean()), 4),
         "sos_high_raised": round(float(raised(t_distress)[high].mean()), 4),
+        "everyday_harm": round(float(harm(t_harm)[ev].mean()), 4),
+        "dev_harm_recall": round(float(harm(t_harm)[hurt].mean()), 4),
+        "dev_harm_false_alarms": round(float(harm(t_harm)[child & ~hurt].mean()), 4),
     }
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, separators=(",", ":")))
     print(
