@@ -1,6 +1,7 @@
 """Exact prefilter for the regex patterns: a pattern can only match a text that contains one of
-the characters its match can start with, so patterns are indexed by those first characters and
-only the ones a text can trigger are run (the same matches, fewer regex scans)."""
+the characters some mandatory part of its match must be (its first characters, or rarer ones
+further in), so patterns are indexed by the cheapest such set and only the ones a text can
+trigger are run (the same matches, fewer regex scans)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ except ImportError:  # pragma: no cover - older/other Pythons: no prefilter, sam
     _p = _c = None  # type: ignore[assignment]
 
 _MAX_SET = 400  # a first-character set larger than this is not worth indexing
+# Characters in almost every Chinese message: a set containing them triggers its pattern often.
+_COMMON = frozenset("我他她你的了是在不有人就都也要说这一个没们")
 
 
 def first_chars(rx: re.Pattern[str]) -> frozenset[str] | None:
@@ -66,6 +69,50 @@ def _item(op: Any, av: Any) -> set[str] | None:
     return None
 
 
+def required_chars(rx: re.Pattern[str]) -> frozenset[str] | None:
+    """The cheapest set of characters of which every match of rx contains at least one."""
+    if _p is None or rx.flags & re.IGNORECASE:
+        return None
+    try:
+        out = _need(list(_p.parse(rx.pattern, rx.flags)))
+    except Exception:
+        return None
+    return frozenset(out) if out is not None and len(out) <= _MAX_SET else None
+
+
+def _cost(chars: set[str]) -> int:
+    return len(chars) + 50 * len(chars & _COMMON)
+
+
+def _need(items: list[tuple[Any, Any]]) -> set[str] | None:
+    """Of the mandatory items of a sequence, the one whose characters are cheapest to require."""
+    best: set[str] | None = None
+    for op, av in items:
+        got = _need_item(op, av)
+        if got is not None and (best is None or _cost(got) < _cost(best)):
+            best = got
+    return best
+
+
+def _need_item(op: Any, av: Any) -> set[str] | None:
+    if op in (_c.LITERAL, _c.IN):
+        return _item(op, av)
+    if op == _c.SUBPATTERN:
+        return _need(list(av[-1]))
+    if op == _c.BRANCH:
+        acc: set[str] = set()
+        for alt in av[1]:
+            got = _need(list(alt))
+            if got is None:
+                return None  # one alternative requires nothing we can name
+            acc |= got
+        return acc
+    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+        lo, _hi, sub = av
+        return _need(list(sub)) if lo >= 1 else None
+    return None  # anchors, lookarounds, '.', negated sets: no character is required
+
+
 class PatternIndex:
     """Patterns indexed by first character: which of them a given text could match."""
 
@@ -73,7 +120,7 @@ class PatternIndex:
         self.always: list[int] = []
         self.by_char: dict[str, list[int]] = {}
         for i, rx in enumerate(regexes):
-            fc = first_chars(rx)
+            fc = required_chars(rx) or first_chars(rx)
             if fc is None:
                 self.always.append(i)
                 continue

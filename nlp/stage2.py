@@ -105,24 +105,37 @@ class Stage2:
             return (w[0] * s * s, *(x * s for x in w[1:]))
         return w
 
+    def _levels(self, norm_text: str) -> list[list[str]]:
+        """All n-grams of the text, one list per length n_min..n_max (first max_chars chars)."""
+        t = content(norm_text[: self.max_chars])
+        out: list[list[str]] = []
+        level = list(t)  # n-grams of length n, built from those of n - 1 (map runs in C)
+        for n in range(1, self.n_max + 1):
+            if n > 1:
+                level = list(map(operator.add, level, t[n - 1 :]))
+            if n >= self.n_min:
+                out.append(level)
+        return out
+
     def _sums(self, norm_text: str) -> tuple[float, list[float]]:
         """The L2 norm of the text's TF-IDF vector and its dot product with each head."""
-        known = self._grams(norm_text)
         feats = self.features
-        width = len(self.heads) + 1
-        if not known:
+        levels = self._levels(norm_text)
+        # One C-level pass: the weights of every known n-gram occurrence, summed per column.
+        vals = [v for level in levels for v in filter(None, map(feats.get, level))]
+        if not vals:
             return 1.0, [0.0] * len(self.heads)
-        # Sum every occurrence (map/zip/sum run in C), then correct repeated n-grams from
-        # k·w to sklearn's sublinear (1 + ln k)·w.
-        sums = list(map(sum, zip(*map(feats.__getitem__, known), strict=True)))
-        if len(set(known)) != len(known):
-            for g, k in Counter(known).items():
-                if k > 1:
-                    w = feats[g]
-                    s = 1.0 + math.log(k)
-                    sums[0] += w[0] * (s * s - k)
-                    for i in range(1, width):
-                        sums[i] += w[i] * (s - k)
+        sums = list(map(sum, zip(*vals, strict=True)))
+        # sklearn's tf is sublinear: a gram seen k times weighs (1 + ln k), not k.
+        for level in levels:
+            if len(set(level)) != len(level):
+                for g, k in Counter(level).items():
+                    w = feats.get(g) if k > 1 else None
+                    if w is not None:
+                        s = 1.0 + math.log(k)
+                        sums[0] += w[0] * (s * s - k)
+                        for i in range(1, len(w)):
+                            sums[i] += w[i] * (s - k)
         return (math.sqrt(sums[0]) if sums[0] > 0 else 1.0), sums[1:]
 
     def score(self, norm_text: str) -> Scores:
