@@ -243,10 +243,17 @@ async def test_a_session_the_server_no_longer_accepts_is_replaced(
     """If the kept token stops working, the page says so kindly and starts a fresh chat."""
     await open_chat(page, server)
     old = await session_id(page)
-    await page.evaluate(
+    tamper = (
         "() => { const s = JSON.parse(sessionStorage.getItem('qt.chat'));"
         " s.token = 'not-the-token'; sessionStorage.setItem('qt.chat', JSON.stringify(s)); }"
     )
+    kept = "() => JSON.parse(sessionStorage.getItem('qt.chat')).token === 'not-the-token'"
+    # The page saves its state again when a late socket frame arrives: tamper until it stays.
+    for _ in range(20):
+        await page.evaluate(tamper)
+        await page.wait_for_timeout(100)
+        if await page.evaluate(kept):
+            break
     await page.reload()
     await expect(page.locator("#notice")).to_contain_text("我们重新开始吧")
     await expect(option(page, "我现在安全")).to_be_visible()
