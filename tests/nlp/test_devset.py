@@ -64,10 +64,11 @@ def test_wave_three_floors() -> None:
 
 def test_held_out_wave_floors() -> None:
     """Measured, not tuned: recall 0.30 before the third pass, 0.46 with its rules, 0.62 with
-    the harm head. A floor so that a change that loses generalisation is noticed."""
+    the harm head, 0.73 with waves 5 and 6 in its training. A floor so that a change that loses
+    generalisation is noticed."""
     rep = evaluate(read_rows(HELDOUT), assess)
     p, r, _f = rep.prf()
     assert len(rep.misses) + rep.tp >= 180
-    assert r >= 0.58
+    assert r >= 0.68
     assert p >= 0.93
     assert rep.imminent_to_human >= 0.8 * rep.imminent_rows
