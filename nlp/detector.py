@@ -150,6 +150,11 @@ class Detector:
         )
         # Only patterns whose first character occurs in a text are run on it (exact).
         self._pindex = PatternIndex([p.regex for p in self.patterns])
+        # For stage-2 raises with no rule hit: is the text about another child? (我同桌…)
+        peers = sorted(
+            (t for t, e in self.terms.items() if "peer" in e.tags), key=len, reverse=True
+        )
+        self._peer_rx = re.compile("|".join(map(re.escape, peers))) if peers else None
         self.analyse = lru_cache(maxsize=16_384)(self._analyse)
 
     # ---------------------------------------------------------------- one text
@@ -199,7 +204,8 @@ class Detector:
             if raised is None:
                 return Analysis(Level.NONE, (), "none", (), frozenset(), (), False)
             level, hit = raised
-            return Analysis(level, (hit.category,), "self", (hit,), frozenset(), (), False)
+            subject = self._subject_without_hits(s)
+            return Analysis(level, (hit.category,), subject, (hit,), frozenset(), (), False)
         tokens = self._tokens(s)
         tok_at = [0] * (len(s) + 1)  # character -> index of the token containing it
         for idx, (_w, a, b) in enumerate(tokens):
@@ -252,6 +258,12 @@ class Detector:
                     m.past = True  # a cue inside the hit is the hit's own wording (不再为人)
         _anchor(matches, tokens, mod, s, clause)
         return self._decide(text, norm, matches, mod)
+
+    def _subject_without_hits(self, s: str) -> str:
+        """'other' when another child is named and the writer is not the one hurt, else 'self'."""
+        if self._peer_rx is None or not self._peer_rx.search(s):
+            return "self"
+        return "self" if _WRITER_HURT.search(s) else "other"
 
     def _second_opinion(
         self, text: str, norm: Normalised, level: Level, suicide_talk: bool
@@ -560,6 +572,9 @@ def _anchor(
             generic = has_adult or bool(mod.get("generic"))
             m.unanchored = generic or (not speaks and (has_third or has_first))
 
+
+# The writer as the one something is done to: 我被…, …打我, 我的脸… (then a peer named is a witness).
+_WRITER_HURT = re.compile(r"我(被|的(头|脸|手|腿|身|照片|视频))|[打骂摸踢踹掐拍亲逼让叫要]我")
 
 _DETERMINER = re.compile(r"(个|班|的|我|隔壁|邻居|这|那|她|他)$")
 
