@@ -22,10 +22,15 @@ _COMMON = frozenset("我他她你的了是在不有人就都也要说这一个�
 
 def first_chars(rx: re.Pattern[str]) -> frozenset[str] | None:
     """Characters a match of rx must start with, or None when that cannot be bounded."""
+    return _chars(rx, _seq)
+
+
+def _chars(rx: re.Pattern[str], walk: Any) -> frozenset[str] | None:
+    """walk() over rx's parsed form, as a bounded set (None: no prefilter for rx)."""
     if _p is None or rx.flags & re.IGNORECASE:
         return None
     try:
-        out = _seq(list(_p.parse(rx.pattern, rx.flags)))
+        out = walk(list(_p.parse(rx.pattern, rx.flags)))
     except Exception:
         return None
     return frozenset(out) if out is not None and len(out) <= _MAX_SET else None
@@ -71,13 +76,7 @@ def _item(op: Any, av: Any) -> set[str] | None:
 
 def required_chars(rx: re.Pattern[str]) -> frozenset[str] | None:
     """The cheapest set of characters of which every match of rx contains at least one."""
-    if _p is None or rx.flags & re.IGNORECASE:
-        return None
-    try:
-        out = _need(list(_p.parse(rx.pattern, rx.flags)))
-    except Exception:
-        return None
-    return frozenset(out) if out is not None and len(out) <= _MAX_SET else None
+    return _chars(rx, _need)
 
 
 def _cost(chars: set[str]) -> int:

@@ -125,7 +125,7 @@ class Stage2:
         vals = [v for level in levels for v in filter(None, map(feats.get, level))]
         if not vals:
             return 1.0, [0.0] * len(self.heads)
-        sums = list(map(sum, zip(*vals, strict=True)))
+        sums: list[float] = [float(x) for x in map(sum, zip(*vals, strict=True))]
         # sklearn's tf is sublinear: a gram seen k times weighs (1 + ln k), not k.
         for level in levels:
             if len(set(level)) != len(level):

@@ -35,15 +35,6 @@ EVERYDAY_CONCERN = 0.01  # share of everyday text stage 2 may record as a concer
 EVERYDAY_HARM = 0.001  # share of everyday text the harm head may send to a human (out of fold)
 EVERYDAY, LOW, HIGH, CHILD_OK, CHILD_HARM = 0, 1, 2, 3, 4  # row kinds (see main)
 HEADS = ("distress", "risk", "harm")
-CATEGORIES = (
-    "suicide_self_harm",
-    "sexual_abuse",
-    "physical_abuse",
-    "neglect_abandonment",
-    "bullying",
-    "online_harm",
-    "other_rights",
-)
 
 
 def load_everyday(folder: Path = CORPUS) -> list[str]:
