@@ -121,6 +121,9 @@ class Detector:
         self.stage2: Stage2 | None = None
         if self.policy.get("stage2", "on") == "on" and STAGE2_MODEL.exists():
             self.stage2 = Stage2(STAGE2_MODEL)
+        self._stage2_gate = self.policy.get("stage2_gate", "suicide")
+        if self._stage2_gate not in ("suicide", "rules", "none"):
+            raise ValueError(f"stage2_gate must be suicide, rules or none: {self._stage2_gate!r}")
         self.normalise = Normaliser()
         # jieba's dictionary cut to frequent words (nlp/build_dict.py): ~10x faster to load.
         small = Path(__file__).parent / "data" / "jieba_dict.txt"
@@ -276,20 +279,21 @@ class Detector:
         s = norm.text
         if len(s) < STAGE2_MIN_CHARS or len(content(s)) < STAGE2_MIN_CHARS:
             return None
-        may_call = {"none": True, "rules": level >= Level.ROUTINE}.get(
-            self.policy.get("stage2_gate", "suicide"), suicide_talk
-        )
+        gate = self._stage2_gate
+        may_call = gate == "none" or (level >= Level.ROUTINE if gate == "rules" else suicide_talk)
         sc = self.stage2.score(s)
         m = self.stage2
         if sc.harm >= m.t_harm:
-            new, p, head, cat = Level.URGENT, sc.harm, "harm", m.category(s)
+            new, p, head = Level.URGENT, sc.harm, "harm"
         elif may_call and sc.distress >= m.t_distress and sc.risk >= m.t_risk:
-            new, p, head, cat = Level.URGENT, sc.risk, "risk", rules.SUICIDE
+            new, p, head = Level.URGENT, sc.risk, "risk"
         elif level == Level.NONE and sc.distress >= m.t_concern:
-            new, p, head, cat = Level.ROUTINE, sc.distress, "distress", rules.SUICIDE
+            new, p, head = Level.ROUTINE, sc.distress, "distress"
         else:
             return None
-        gram = m.evidence(s, head)
+        cat, gram = m.explain(s, head)
+        if head != "harm":
+            cat = rules.SUICIDE  # the tree-hole heads only ever see suicide talk
         # The hit points at the n-gram that weighed most, so a volunteer sees what the model saw.
         i = s.find(gram) if gram else -1
         o0, o1 = norm.span(i, i + len(gram)) if i >= 0 else (0, len(text))
@@ -441,7 +445,13 @@ class Detector:
             subject = "none"
         else:
             subjects = {m.subject for m in matches if m.floor > Level.NONE or id(m) in in_combo}
-            subject = "self" if "self" in subjects else "other" if "other" in subjects else "self"
+            subject = (
+                "self"
+                if "self" in subjects
+                else "other"
+                if "other" in subjects
+                else self._subject_without_hits(s)  # only stage 2 found something
+            )
         sig_text = tuple(
             (t, s[m.start : m.end], _hit_category(m, ctx_cat) or "")
             for m in matches

@@ -30,19 +30,28 @@ def content(text: str) -> str:
     return "".join(_HAN.findall(text))
 
 
-def ngrams(text: str, n_max: int, n_min: int = 1) -> Counter[str]:
-    """Character n_min..n_max-grams of the Han characters of normalised text."""
+def gram_levels(text: str, n_max: int, n_min: int = 1) -> list[list[str]]:
+    """Character n-grams of the Han characters of normalised text, one list (with repeats) per
+    length n_min..n_max: what training counts and what the runtime looks up, built alike."""
     t = content(text)
-    c: Counter[str] = Counter()
-    for n in range(n_min, n_max + 1):
-        for i in range(len(t) - n + 1):
-            c[t[i : i + n]] += 1
-    return c
+    out: list[list[str]] = []
+    level = list(t)  # n-grams of length n, built from those of n - 1 (map runs in C)
+    for n in range(1, n_max + 1):
+        if n > 1:
+            level = list(map(operator.add, level, t[n - 1 :]))
+        if n >= n_min:
+            out.append(level)
+    return out
+
+
+def ngrams(text: str, n_max: int, n_min: int = 1) -> Counter[str]:
+    """Term frequencies of the n-grams of gram_levels (the training vectoriser's analyser)."""
+    return Counter(g for level in gram_levels(text, n_max, n_min) for g in level)
 
 
 @dataclass(frozen=True, slots=True)
 class Scores:
-    """What the two heads made of one text."""
+    """What the three binary heads made of one text."""
 
     distress: float
     risk: float
@@ -78,24 +87,17 @@ class Stage2:
             k: tuple(float(x) for x in v) for k, v in cat["coefs"].items()
         }
 
-    def _grams(self, norm_text: str) -> list[str]:
-        """The text's n-grams that the model knows, with repeats (first max_chars characters)."""
-        t = content(norm_text[: self.max_chars])
-        grams: list[str] = []
-        level = list(t)  # n-grams of length n, built from those of n - 1 (map runs in C)
-        for n in range(1, self.n_max + 1):
-            if n > 1:
-                level = list(map(operator.add, level, t[n - 1 :]))
-            if n >= self.n_min:
-                grams += level
-        feats = self.features
-        return [g for g in grams if g in feats]
+    def _levels(self, norm_text: str) -> list[list[str]]:
+        return gram_levels(norm_text[: self.max_chars], self.n_max, self.n_min)
 
     def _known(self, norm_text: str) -> dict[str, int]:
         """Term frequency of the model's n-grams in the text."""
+        feats = self.features
         tf: dict[str, int] = {}
-        for g in self._grams(norm_text):
-            tf[g] = tf.get(g, 0) + 1
+        for level in self._levels(norm_text):
+            for g in level:
+                if g in feats:
+                    tf[g] = tf.get(g, 0) + 1
         return tf
 
     def _weights(self, g: str, k: int) -> tuple[float, ...]:
@@ -104,18 +106,6 @@ class Stage2:
             s = 1.0 + math.log(k)
             return (w[0] * s * s, *(x * s for x in w[1:]))
         return w
-
-    def _levels(self, norm_text: str) -> list[list[str]]:
-        """All n-grams of the text, one list per length n_min..n_max (first max_chars chars)."""
-        t = content(norm_text[: self.max_chars])
-        out: list[list[str]] = []
-        level = list(t)  # n-grams of length n, built from those of n - 1 (map runs in C)
-        for n in range(1, self.n_max + 1):
-            if n > 1:
-                level = list(map(operator.add, level, t[n - 1 :]))
-            if n >= self.n_min:
-                out.append(level)
-        return out
 
     def _sums(self, norm_text: str) -> tuple[float, list[float]]:
         """The L2 norm of the text's TF-IDF vector and its dot product with each head."""
@@ -147,29 +137,20 @@ class Stage2:
         }
         return Scores(p["distress"], p["risk"], p["harm"])
 
-    def category(self, norm_text: str) -> str:
-        """The category the harm head's companion thinks most likely."""
-        norm, _dots = self._sums(norm_text)
+    def explain(self, norm_text: str, head: str) -> tuple[str, str]:
+        """Why `head` fired: the category the category head thinks most likely, and the n-gram
+        (>= 2 characters) that pushed `head` up most. Only asked when stage 2 raises a level."""
+        tf = {g: self._weights(g, k) for g, k in self._known(norm_text).items()}
+        norm = math.sqrt(sum(w[0] for w in tf.values())) or 1.0
         z = list(self.cat_intercepts)
-        tf = self._known(norm_text)
-        for g, k in tf.items():
-            c = self.cat_coefs.get(g)
-            if c is None:
-                continue
-            w = math.sqrt(self._weights(g, k)[0]) / norm  # the TF-IDF value of g
-            for i, x in enumerate(c):
-                z[i] += w * x
-        return self.categories[max(range(len(z)), key=z.__getitem__)]
-
-    def evidence(self, norm_text: str, head: str) -> str:
-        """The n-gram (>= 2 characters) that pushed `head` up most."""
         col = 1 + self.heads.index(head)
-        best, top = "", 0.0
-        for g, k in self._known(norm_text).items():
-            c = self._weights(g, k)[col]
-            if c > top and len(g) > 1:
-                best, top = g, c
-        return best
+        evidence, top = "", 0.0
+        for g, w in tf.items():
+            for i, x in enumerate(self.cat_coefs.get(g, ())):
+                z[i] += math.sqrt(w[0]) / norm * x  # the TF-IDF value of g times its coef
+            if w[col] > top and len(g) > 1:
+                evidence, top = g, w[col]
+        return self.categories[max(range(len(z)), key=z.__getitem__)], evidence
 
 
 def _sigmoid(z: float) -> float:

@@ -63,8 +63,7 @@ def test_score_is_tfidf_l2_and_two_logistic_heads(tmp_path: Path) -> None:
     assert sc.risk == pytest.approx(1 / (1 + math.exp(-zr)))
     assert sc.harm == pytest.approx(1 / (1 + math.exp(w["活着"] / n)))
     # category: bullying's intercept (0.1) loses to suicide's 活着 weight (tf-idf ~0.74 * 1.0)
-    assert Stage2(path).category("活 着活着") == "suicide_self_harm"
-    assert Stage2(path).evidence("活 着活着", "risk") == "活着"
+    assert Stage2(path).explain("活 着活着", "risk") == ("suicide_self_harm", "活着")
 
 
 def test_training_exports_a_model_that_scores_like_sklearn(tmp_path: Path) -> None:
@@ -99,7 +98,7 @@ def test_training_exports_a_model_that_scores_like_sklearn(tmp_path: Path) -> No
         assert sc.harm == pytest.approx(model["harm"].predict_proba(x)[0, 1], abs=1e-4)
     assert m.score("药攒够了 今晚去天台").risk > m.score("好累 没人懂我").risk
     assert m.score("我爸用皮带抽我").harm > m.score("我爸给我买书包").harm
-    assert m.category("用皮带抽我") == "physical_abuse"
+    assert m.explain("用皮带抽我", "harm")[0] == "physical_abuse"
 
 
 def test_shipped_model_says_what_it_was_trained_on() -> None:
