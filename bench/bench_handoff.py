@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import (
     URGENT_TEXT,
+    bench_database,
     fmt_ms,
-    fresh_postgres_db,
     intake_walk,
     load_note,
     percentile,
@@ -311,12 +311,8 @@ async def bench(args: argparse.Namespace) -> int:
         f"round trip) while {args.background} others walk the intake (a message every "
         f"~{args.think:.1f} s each); {load_note()}"
     )
-    db = args.database_url
-    if db and db.startswith("postgresql"):
-        async with fresh_postgres_db(db) as url:
-            p99 = await bench_service(args, url)
-    else:
-        p99 = await bench_service(args, db)
+    async with bench_database(args.database_url) as url:
+        p99 = await bench_service(args, url)
     if not args.skip_reference:
         async with running_echo() as echo:
             res, bg, _ = await run_shape(echo.base_url, args, real=False)

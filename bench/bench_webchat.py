@@ -24,8 +24,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    bench_database,
     fmt_ms,
-    fresh_postgres_db,
     intake_walk,
     load_note,
     percentile,
@@ -194,12 +194,8 @@ async def bench(args: argparse.Namespace) -> int:
         f"bench_webchat: {args.concurrency} concurrent conversations, {args.seconds:.0f} s or "
         f"{args.max_messages} messages; {load_note()}"
     )
-    db = args.database_url
-    if db and db.startswith("postgresql"):
-        async with fresh_postgres_db(db) as url:
-            real = await bench_service(args, url)
-    else:
-        real = await bench_service(args, db)
+    async with bench_database(args.database_url) as url:
+        real = await bench_service(args, url)
     if args.skip_echo:
         return 0
     async with running_echo() as echo:

@@ -294,6 +294,17 @@ async def fresh_postgres_db(url: str) -> AsyncIterator[str]:
             await conn.close()
 
 
+@contextlib.asynccontextmanager
+async def bench_database(url: str | None) -> AsyncIterator[str | None]:
+    """The database a benchmark runs on: a fresh one for PostgreSQL (dropped after), else url
+    unchanged (None or SQLite: the service makes its own file)."""
+    if url and url.startswith("postgresql"):
+        async with fresh_postgres_db(url) as fresh:
+            yield fresh
+    else:
+        yield url
+
+
 def fmt_ms(seconds: float) -> str:
     """Seconds as milliseconds with one decimal."""
     return f"{seconds * 1000:.1f}"
