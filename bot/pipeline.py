@@ -229,10 +229,15 @@ class Pipeline:
             turn.add_replies([(o.text, _opts(o)) for o in out], in_reply_to=msg.id)
             await turn.mark_processed(msg.id)
             conv = await turn.update(last_inbound_at=msg.created_at)
-        # After commit: consoles learn about it only once it is durable.
-        if relay is not None:
-            await self.desk.relay_to_volunteer(conv, relay)
-        await self.desk.notify(conv, ["message", *notes])
+        # After commit: consoles learn about it only once it is durable. The turn is stored and
+        # marked processed, so its replies must go out even if telling consoles fails: a lost
+        # offer is made again by the handoff clock (SLA escalation, offers to who comes online).
+        try:
+            if relay is not None:
+                await self.desk.relay_to_volunteer(conv, relay)
+            await self.desk.notify(conv, ["message", *notes])
+        except Exception:
+            log.exception("turn %s stored; consoles not told", msg.id)
         return out, conv.mode, True
 
     async def _turn(self, turn: Turn, msg: MessageView) -> tuple[list[Outbound], list[str], bool]:
@@ -273,21 +278,23 @@ class Pipeline:
             notes.append("queued")
             return out, notes, False
 
+        quoted = LEAD_CODE_IN_TEXT.search(text.upper())
+        if quoted and not conv.flags.get("returning_lead"):
+            lead = await turn.lead_by_code(quoted.group(0))
+            if lead is not None:  # a child coming back to their case: a person picks it up
+                # (also as the first message on a push channel: the code says more than a greeting)
+                flags = {**conv.flags, "returning_lead": lead.code, "greeted": True}
+                await turn.update(flags=flags)
+                await turn.add_event("lead.returned", {"code": lead.code})
+                out = [Outbound(notice("lead_found", lang, code=lead.code))]
+                out += await self._request_human(turn, reason="returning_lead", level=level)
+                return out, [*notes, "queued"], False
+
         if not conv.flags.get("greeted"):
             # A first message on a push channel (WeChat, Telegram) opens with the greeting.
             greet = self.dialogs.start(conv.script_id, conv.script_lang)
             await turn.update(flags={**conv.flags, "greeted": True})
             return [to_outbound(r) for r in greet.replies], notes, False
-
-        quoted = LEAD_CODE_IN_TEXT.search(text.upper())
-        if quoted and not conv.flags.get("returning_lead"):
-            lead = await turn.lead_by_code(quoted.group(0))
-            if lead is not None:  # a child coming back to their case: a person picks it up
-                await turn.update(flags={**conv.flags, "returning_lead": lead.code})
-                await turn.add_event("lead.returned", {"code": lead.code})
-                out = [Outbound(notice("lead_found", lang, code=lead.code))]
-                out += await self._request_human(turn, reason="returning_lead", level=level)
-                return out, [*notes, "queued"], False
 
         state = DialogState(
             conv.script_id, conv.script_lang, conv.script_version, conv.state, conv.slots
@@ -384,7 +391,20 @@ class Pipeline:
                 count += 1
             except Exception:
                 log.exception("could not recover message %s", msg.id)
+                await self._fallback_once(msg, deliver)
         return count
+
+    async def _fallback_once(self, msg: MessageView, deliver: Deliver) -> None:
+        """A turn recovery cannot run still gets the fallback (110 / 120 / 12355), once; the
+        sweep keeps retrying the turn itself."""
+        try:
+            if not await self.store.kv_add(f"recover:fallback:{msg.id}", "1", timedelta(days=2)):
+                return
+            conv = await self.store.get_conversation(msg.conversation_id)
+            if conv is not None:
+                await deliver(conv, [Outbound(notice("fallback", conv.script_lang))])
+        except Exception:
+            log.exception("no fallback for message %s either", msg.id)
 
 
 def _opts(o: Outbound) -> list[dict[str, str]]:
