@@ -159,6 +159,10 @@ class HandoffService:
         """After a turn: offer new handoffs, re-rank the queue when a waiting child's risk rose."""
         if "queued" in changes:
             await self.offer(conversation)
+        elif conversation.mode == "waiting" and "risk" in changes and conversation.risk_level >= 3:
+            # Danger now while waiting: ring every console and the supervisors at once, even if
+            # the wait was already escalated at the urgent SLA (the clock would not ring again).
+            await self.offer(conversation, escalated=True)
         if "queued" in changes or (conversation.mode == "waiting" and "risk" in changes):
             await self.bus.publish(
                 CONSOLE_TOPIC, {"type": "queue.changed", "conversation_id": conversation.id}
@@ -367,18 +371,26 @@ class HandoffService:
         waiting = await self.repo.waiting_brief()
         live = {w.id for w in waiting}
         self._reminded = {k for k in self._reminded if k[0] in live}  # forget finished waits
+        # Escalations first, each on its own: one chat that fails (an undecryptable row, a slow
+        # send) must not hold back another child's alarm.
+        for w in waiting:
+            sla = self.policy.sla_imminent if w.risk_level >= 3 else self.policy.sla_urgent
+            if now - w.waiting_since >= sla and not w.escalated:
+                await _each(w.id, "escalate", self._escalate(w.id))
         await self._requeue_orphans(now)
         for w in waiting:
             waited = now - w.waiting_since
-            sla = self.policy.sla_imminent if w.risk_level >= 3 else self.policy.sla_urgent
-            if waited >= sla and not w.escalated:
-                await self._escalate(w.id)
             n = int(waited.total_seconds() // every) if every > 0 else 0
             key = (w.id, int(w.waiting_since.timestamp()), n)
             if n >= 1 and key not in self._reminded:
                 self._reminded.add(key)  # ask the shared store once per reminder, not per tick
-                if await self.store.kv_add(f"reassure:{w.id}:{key[1]}:{n}", "1", timedelta(days=1)):
-                    await self._say(w.id, notice("reassure", w.lang))
+                await _each(w.id, "reassure", self._reassure(w.id, w.lang, key[1], n))
+
+    async def _reassure(self, conversation_id: str, lang: str, since: int, n: int) -> None:
+        if await self.store.kv_add(
+            f"reassure:{conversation_id}:{since}:{n}", "1", timedelta(days=1)
+        ):
+            await self._say(conversation_id, notice("reassure", lang))
 
     async def _requeue_orphans(self, now: datetime) -> None:
         """Put back in the queue the chats whose holder's console is gone."""
@@ -389,25 +401,27 @@ class HandoffService:
         for conv_id, holder, since in held:
             if holder in online or now - since < self.policy.holder_grace:
                 continue
-            async with self.store.turn(conv_id) as turn:
-                conv = turn.conversation
-                if conv.mode != "human" or conv.assigned_to != holder:
-                    continue  # changed meanwhile (another process, or the holder came back)
-                await turn.assign(None)
-                conv = await turn.update(
-                    mode="waiting",
-                    waiting_since=now,
-                    flags={**conv.flags, "escalated": False},
-                )
-                await turn.add_event("handoff.requeued", {"reason": "holder_offline"})
-                text = notice("holder_lost", conv.script_lang)
-                await turn.add_outbound(text, sender="system")
-            log.warning(
-                "conversation %s requeued: its holder %s has no live console", conv_id, holder
+            await _each(conv_id, "requeue", self._requeue(conv_id, holder, now))
+
+    async def _requeue(self, conv_id: str, holder: int, now: datetime) -> None:
+        """One orphaned chat back in the queue, its child told, the consoles offered it."""
+        async with self.store.turn(conv_id) as turn:
+            conv = turn.conversation
+            if conv.mode != "human" or conv.assigned_to != holder:
+                return  # changed meanwhile (another process, or the holder came back)
+            await turn.assign(None)
+            conv = await turn.update(
+                mode="waiting",
+                waiting_since=now,
+                flags={**conv.flags, "escalated": False},
             )
-            await self.deliver(conv, [text])
-            await self._announce(conv, "conversation.requeued", extra_user=holder)
-            await self.offer(conv)
+            await turn.add_event("handoff.requeued", {"reason": "holder_offline"})
+            text = notice("holder_lost", conv.script_lang)
+            await turn.add_outbound(text, sender="system")
+        log.warning("conversation %s requeued: its holder %s has no live console", conv_id, holder)
+        await self.deliver(conv, [text])
+        await self._announce(conv, "conversation.requeued", extra_user=holder)
+        await self.offer(conv)
 
     async def _escalate(self, conversation_id: str) -> None:
         # Decided under the conversation's lock, so exactly one tick in one process escalates
@@ -432,6 +446,14 @@ class HandoffService:
             await turn.add_outbound(text, sender="system")
             conv = turn.conversation
         await self.deliver(conv, [text])
+
+
+async def _each(conversation_id: str, what: str, work: Awaitable[None]) -> None:
+    """Run one chat's share of a tick; a failure is logged and the tick goes on."""
+    try:
+        await work
+    except Exception:
+        log.exception("handoff clock: could not %s conversation %s", what, conversation_id)
 
 
 def _str(v: Any) -> str | None:

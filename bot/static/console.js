@@ -54,7 +54,7 @@
   var loggedIn = false;
   var presence = 'available';
   var queue = [];
-  var alerted = {};         // conversation id -> escalated flag at the last alert
+  var alerted = {};         // conversation id -> {escalated, imminent} at the last alert
   var offered = {};         // conversation id -> true while the card is highlighted
   var mine = [];
   var unread = {};
@@ -271,8 +271,10 @@
     probe.offers += 1;
     offered[card.id] = true;
     var before = alerted[card.id];
-    if (before === undefined || (escalated && !before)) {
-      alerted[card.id] = escalated;
+    var imminent = card.risk_level === 'imminent';
+    // Ring again when the offer grows more serious: escalated, or the child now in danger.
+    if (before === undefined || (escalated && !before.escalated) || (imminent && !before.imminent)) {
+      alerted[card.id] = { escalated: escalated, imminent: imminent };
       beep(card.risk_level === 'imminent' || escalated);
       notify(Object.assign({}, card, { escalated: escalated || card.escalated }));
     }

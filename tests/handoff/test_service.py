@@ -241,6 +241,48 @@ async def test_an_urgent_handoff_not_accepted_in_time_is_escalated_once(desk: De
     assert after is not None and after.flags.get("escalated") is True
 
 
+async def test_a_waiting_child_now_in_danger_rings_everyone_even_after_escalation(
+    desk: Desk,
+) -> None:
+    await desk.service.heartbeat(1)
+    conv = await desk.waiting(level=2)
+    desk.clock.advance(61)
+    await desk.service.tick()  # escalated once at the urgent SLA
+    async with (
+        desk.bus.subscribe(volunteer_topic(1)) as vol,
+        desk.bus.subscribe(SUPERVISORS_TOPIC) as sup,
+    ):
+        async with desk.store.turn(conv.id) as turn:
+            conv = await turn.update(risk_level=3)  # the child's next words: danger now
+        await desk.service.notify(conv, ["message", "risk"])
+        [offer] = await drain(vol, 1)
+        assert offer["type"] == "handoff.offered" and offer["escalated"] is True
+        assert offer["conversation"]["risk_level"] == "imminent"
+        [flag] = await drain(sup, 1)
+        assert flag["type"] == "handoff.escalated"
+
+
+async def test_one_chat_that_fails_does_not_hold_back_another_childs_escalation(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = await desk.waiting(level=3, address="broken")
+    fine = await desk.waiting(level=3, address="fine")
+    real = desk.service._escalate
+
+    async def escalate(conversation_id: str) -> None:
+        if conversation_id == broken.id:
+            raise RuntimeError("row cannot be decrypted")
+        await real(conversation_id)
+
+    monkeypatch.setattr(desk.service, "_escalate", escalate)
+    desk.clock.advance(91)  # past the imminent SLA and the first reminder
+    await desk.service.tick()
+    after = await desk.store.get_conversation(fine.id)
+    assert after is not None and after.flags.get("escalated") is True
+    reassured = {cid for cid, _t in desk.delivered}
+    assert {broken.id, fine.id} <= reassured  # reminders still go out to both
+
+
 async def test_imminent_escalates_after_thirty_seconds(desk: Desk) -> None:
     conv = await desk.waiting(level=3)
     desk.clock.advance(31)
