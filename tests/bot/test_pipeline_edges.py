@@ -95,3 +95,18 @@ async def test_a_lead_code_as_the_first_message_on_a_push_channel_finds_the_case
     conv = await store.get_conversation(accepted.conversation_id)
     assert conv is not None and conv.flags.get("greeted")
     assert conv.flags.get("returning_lead") == "QT-7K3M9P"
+
+
+async def test_after_a_volunteer_hands_back_the_chat_the_child_can_ask_for_a_person_again(
+    client: Any,
+) -> None:
+    chat = await ChatSession.open(client)
+    assert (await chat.say("no"))["mode"] == "waiting"  # not safe: queued for a person
+    store = client.app[STORE]
+    async with store.turn(chat.id) as turn:  # what release() leaves: the bot, script at 'waiting'
+        await turn.update(mode="bot", flags={**turn.conversation.flags, "human_seen": True})
+    answer = await chat.say("还有人吗")
+    assert answer["mode"] == "bot"
+    assert "大人会看到" not in chat.texts()[-80:]  # nobody is reading: never claim it
+    assert set(chat.options()) == {"person", "more"}
+    assert (await chat.say("person"))["mode"] == "waiting"
