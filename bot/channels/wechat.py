@@ -54,6 +54,7 @@ def _ok() -> web.Response:
 
 
 MAX_CLOCK_SKEW = 300  # seconds either way; WeChat's retries arrive within ~15 s
+CLOSE_GRACE = 10.0  # seconds shutdown waits for replies being sent before cancelling them
 
 
 def fresh(timestamp: str, now: float | None = None) -> bool:
@@ -115,8 +116,11 @@ class WeChatChannel:
         self._api = WeChatAPI(client, TokenCache(client, ctx.services["store"]))
         log.info("WeChat channel on for appid %s, %s mode, API %s", s.appid, s.mode, s.api_base)
 
-    async def close(self) -> None:
-        """Cancel the replies still being worked on (their messages are stored)."""
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Let the replies still being worked on finish (a cancelled one may have committed a
+        turn whose replies would then never be sent); cancel what is left after grace."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

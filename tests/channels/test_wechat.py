@@ -476,3 +476,17 @@ def test_the_push_mode_follows_the_aes_key_unless_set() -> None:
         Settings.from_env({**base, "QINGTING_WECHAT_MODE": "safe"})
     with pytest.raises(ConfigError, match="plain, compatible or safe"):
         Settings.from_env({**base, "QINGTING_WECHAT_MODE": "secure"})
+
+
+async def test_shutdown_lets_a_reply_being_worked_on_reach_the_child(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = rig.slow_down_process(monkeypatch)
+    rig.api.user_message(KID)
+    result = await rig.pusher.push_text(KID, "你好")
+    assert result.acknowledged  # stored and acknowledged; the answer is still being worked on
+    closing = asyncio.create_task(rig.channel.close(grace=5))
+    await asyncio.sleep(0.2)
+    release()
+    await closing
+    assert rig.api.bodies_to(KID)  # not cancelled half-way: the child got the answer
