@@ -232,7 +232,7 @@ async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format (queue and presence read at scrape time)."""
     m = request.app[METRICS]
     handoff = request.app[HANDOFF]
-    m.waiting.set(len(await handoff.repo.queue()))
+    m.waiting.set(len(await handoff.repo.waiting_brief()))  # counted, not decrypted
     m.volunteers.set(await handoff.volunteers_available())
     return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
