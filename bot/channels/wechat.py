@@ -203,18 +203,29 @@ class WeChatChannel:
             if push.event != ENTER_EVENT:
                 log.info("WeChat event %r ignored", push.event)
                 return
-            if not await store.kv_add(f"wechat:evt:{push.dedup_key}", "1", EVENT_TTL):
+            key = f"wechat:evt:{push.dedup_key}"
+            if not await store.kv_add(key, "1", EVENT_TTL):
                 return  # WeChat's retry of an event already handled
-            conv = await store.find_open_conversation(self.name, push.openid)
-            if conv is not None and conv.flags.get("greeted"):
-                await store.add_event(conv.id, "wechat.session_entered", {})
-                self._spawn(self._resume(push.openid, conv.id, conv.mode))
-                return
-        elif push.msg_type == "other":
+            try:
+                conv = await store.find_open_conversation(self.name, push.openid)
+                if conv is not None and conv.flags.get("greeted"):
+                    await store.add_event(conv.id, "wechat.session_entered", {})
+                    self._spawn(self._resume(push.openid, conv.id, conv.mode))
+                    return
+                await self._accept_and_answer(push)
+            except Exception:
+                # Not handled (the 503 asks WeChat to resend): the resend must not be taken
+                # for a duplicate, or the child who just opened the chat hears nothing.
+                await store.kv_set(key, "", timedelta(milliseconds=1))
+                raise
+            return
+        if push.msg_type == "other":
             log.info("WeChat message type not handled; acknowledged")
             return
-        inbound = self._inbound(push)
-        accepted = await self.ctx.receiver.accept(inbound)
+        await self._accept_and_answer(push)
+
+    async def _accept_and_answer(self, push: Push) -> None:
+        accepted = await self.ctx.receiver.accept(self._inbound(push))
         if accepted.is_new:
             self._spawn(self._answer(push.openid, accepted))
         # else: a retry; the first delivery's task answers (or recovery after a crash)

@@ -490,3 +490,23 @@ async def test_shutdown_lets_a_reply_being_worked_on_reach_the_child(
     release()
     await closing
     assert rig.api.bodies_to(KID)  # not cancelled half-way: the child got the answer
+
+
+async def test_an_enter_event_that_could_not_be_stored_is_greeted_on_wechats_resend(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = rig.store
+    original = store.find_open_conversation
+    failures = [ConnectionError("database went away")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "find_open_conversation", flaky)
+    result = await rig.pusher.push_enter_session(KID, "contact-button", mode="safe", fmt="json")
+    assert result.deliveries[0].status == 503  # not acknowledged: WeChat resends
+    assert result.acknowledged  # ... and the resend is handled, not taken for a duplicate
+    [greeting] = await rig.api.wait_for_messages(KID, 1)
+    assert "我是倾听" in greeting
