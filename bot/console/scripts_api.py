@@ -15,6 +15,7 @@ from bot.errors import ApiError, json_object
 from bot.keys import BUS, LIBRARY, STORE
 from dialogs import ScriptError
 from dialogs.validate import check_text
+from handoff.bus import RESYNC_TOPIC, Event
 from storage.scripts_repo import ScriptsRepo
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,7 @@ async def _follow_uploads(app: web.Application) -> AsyncIterator[None]:
         async with app[BUS].subscribe(SCRIPTS_TOPIC) as sub:
             async for event in sub:
                 try:
-                    found = await ScriptsRepo(app[STORE]).get(
-                        str(event.data.get("script_id")),
-                        str(event.data.get("lang")),
-                        str(event.data.get("version")),
-                    )
-                    if found is not None:  # also a revert to a version already loaded
-                        app[LIBRARY].add_text(found.text, f"<uploaded {found.version}>")
+                    await on_scripts_event(app, event)
                 except Exception:  # one bad event must not stop this process following uploads
                     log.exception("could not load an uploaded script version")
 
@@ -89,6 +84,21 @@ async def _follow_uploads(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def on_scripts_event(app: web.Application, event: Event) -> None:
+    """Another process uploaded a version: load it. After a bus gap (resync) events may have
+    been missed, so every stored upload is loaded again, as at start."""
+    if event.topic == RESYNC_TOPIC:
+        await load_uploaded(app)
+        return
+    found = await ScriptsRepo(app[STORE]).get(
+        str(event.data.get("script_id")),
+        str(event.data.get("lang")),
+        str(event.data.get("version")),
+    )
+    if found is not None:  # also a revert to a version already loaded
+        app[LIBRARY].add_text(found.text, f"<uploaded {found.version}>")
 
 
 @require("admin")

@@ -135,3 +135,28 @@ async def test_a_newer_shipped_script_wins_over_an_older_upload(
     client3 = await aiohttp_client(build_app(replace(settings, scripts_dir=fixed_dir)))
     chat = await ChatSession.open(client3)
     assert any("新版本" in r["text"] for r in chat.greeting)
+
+
+async def test_a_process_that_missed_an_upload_loads_it_on_the_bus_resync(
+    aiohttp_client, settings
+) -> None:
+    from bot.console.scripts_api import on_scripts_event
+    from handoff.bus import RESYNC_TOPIC, Event
+
+    uploader = await aiohttp_client(build_app(settings))
+    other = await aiohttp_client(build_app(settings))  # a second process on the same database
+    await uploader.app[ACCOUNTS].add_user("adam", "admin", PASSWORD)
+    console = Console(uploader)
+    await console.login("adam")
+    status, _ = await console.post(
+        "/api/console/scripts", {"yaml": SHIPPED.replace(OLD_GREETING, NEW_GREETING)}
+    )
+    assert status == 201
+    await console.close()
+    # Each app has its own in-process bus, so `other` never heard of the upload: as after a
+    # Redis reconnect. The bus then tells it to resync.
+    stale = await ChatSession.open(other)
+    assert any(OLD_GREETING in r["text"] for r in stale.greeting)
+    await on_scripts_event(other.app, Event(RESYNC_TOPIC, {"reason": "reconnected"}))
+    fresh = await ChatSession.open(other)
+    assert any(NEW_GREETING in r["text"] for r in fresh.greeting)
