@@ -240,6 +240,10 @@ async def transfer(request: web.Request) -> web.Response:
         target = next((u for u in await accounts.users() if u.username == to), None)
     if target is None or target.role not in HELPERS or target.id == user.id:
         raise ApiError(400, "invalid_target", "'to' must name another volunteer or supervisor.")
+    if target.id not in {p.user_id for p in await request.app[HANDOFF].online()}:
+        # The bot stays quiet while a person holds the chat: handing it to someone with no
+        # console open would leave the child in silence until the holder timeout re-queues it.
+        raise ApiError(409, "target_offline", f"{target.username} has no console open.")
     conv = await _act(
         request,
         "transfer",

@@ -133,6 +133,13 @@ async def test_a_volunteer_reads_only_what_they_held_and_every_read_is_audited(
     assert ("sue", "transcript.read", True) in seen
     assert ("bob", "transcript.denied", False) in seen
 
+    # Not to a colleague with no console open: the child would wait in silence.
+    status, refused = await alice.post(
+        f"/api/console/conversations/{chat.id}/transfer", {"to": "sue"}
+    )
+    assert status == 409 and refused["error"]["code"] == "target_offline"
+    assert (await alice.get(f"/api/console/conversations/{chat.id}"))[0] == 200  # still hers
+    await bob.connect()
     # After a transfer, the new holder may read and the old one still may (they held it).
     status, _ = await alice.post(f"/api/console/conversations/{chat.id}/transfer", {"to": "bob"})
     assert status == 200
