@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 import nlp
+from bot.app import load_library
 from bot.channels.base import Inbound, Outbound, as_numbered_text
 from bot.config import Settings
+from bot.console.scripts_api import add_uploads
 from bot.pipeline import ConversationClosed, Pipeline
-from dialogs import DialogEngine, ScriptLibrary
+from dialogs import DialogEngine
 from handoff.bus import create_bus
 from handoff.service import HandoffService
 from storage.crypto import Vault, load_or_create_secret
@@ -49,7 +51,10 @@ async def run_terminal_chat(
             """The terminal has no late replies: nobody can take over a terminal chat."""
 
         handoff = HandoffService(store, bus, nowhere)
-        pipeline = Pipeline(store, DialogEngine(ScriptLibrary.load_dir()), nlp.assess, handoff)
+        # The scripts `serve` would use: shipped, QINGTING_SCRIPTS_DIR, then admins' uploads.
+        library = load_library(settings)
+        await add_uploads(library, store)
+        pipeline = Pipeline(store, DialogEngine(library), nlp.assess, handoff)
         address = f"tty-{uuid.uuid4().hex[:12]}"
         conv, greeting = await pipeline.start_conversation(
             "cli", address, script_id=script, lang=lang, conversation_id=uuid.uuid4().hex
@@ -68,11 +73,12 @@ async def run_terminal_chat(
             n += 1
             inbound = Inbound("cli", address, f"{conv.id}:{n}", text, datetime.now(UTC))
             try:
-                show(await pipeline.handle(inbound, conversation_id=conv.id), out)
+                accepted = await pipeline.accept(inbound, conversation=conv)
+                replies, mode = await pipeline.respond(accepted)
             except ConversationClosed:
                 break
-            now = await store.get_conversation(conv.id)
-            if now is None or now.mode == "closed":
+            show(replies, out)
+            if mode == "closed":
                 break
         out.write("\n(聊天结束 / chat ended)\n")
         return 0

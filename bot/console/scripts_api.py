@@ -13,10 +13,11 @@ from aiohttp import web
 from bot.console.auth import audit_request, current_user, require
 from bot.errors import ApiError, json_object
 from bot.keys import BUS, LIBRARY, STORE
-from dialogs import ScriptError
+from dialogs import ScriptError, ScriptLibrary
 from dialogs.validate import check_text
 from handoff.bus import RESYNC_TOPIC, Event
 from storage.scripts_repo import ScriptsRepo
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,13 @@ def setup_scripts(app: web.Application) -> None:
 
 
 async def load_uploaded(app: web.Application) -> int:
-    """Add every uploaded version to the library (newest current); returns how many."""
-    library = app[LIBRARY]
-    repo = ScriptsRepo(app[STORE])
+    """Add every uploaded version to the app's library (newest current); returns how many."""
+    return await add_uploads(app[LIBRARY], app[STORE])
+
+
+async def add_uploads(library: ScriptLibrary, store: Store) -> int:
+    """Add every uploaded version in store to library (newest current); returns how many."""
+    repo = ScriptsRepo(store)
     # A script shipped with a deploy counts as uploaded the first time it is seen, so a newer
     # shipped version (a fix) wins over an older admin upload, and an unchanged one does not
     # undo a later upload.

@@ -10,11 +10,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(args: list[str], tmp_path: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], tmp_path: Path, stdin: str = "", extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "QINGTING_VAR_DIR": str(tmp_path / "var"),
         "QINGTING_LOG_LEVEL": "WARNING",
+        **(extra or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
@@ -35,6 +38,18 @@ def test_chat_in_the_terminal_with_numbered_options(tmp_path: Path) -> None:
     assert "2. 别的小朋友" in out.stdout
     assert (tmp_path / "var" / "secret.key").exists()  # a key was generated on first run
     assert "QINGTING_SECRET_KEY is not set" in out.stderr
+
+
+def test_chat_in_the_terminal_speaks_the_scripts_the_service_would(tmp_path: Path) -> None:
+    shipped = (ROOT / "dialogs" / "scripts" / "intake.zh-CN.yaml").read_text(encoding="utf-8")
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "intake.zh-CN.yaml").write_text(
+        shipped.replace("你好，我是倾听。", "你好呀，这里是倾听。"), encoding="utf-8"
+    )
+    out = run(["chat"], tmp_path, stdin="1\n", extra={"QINGTING_SCRIPTS_DIR": str(scripts)})
+    assert out.returncode == 0, out.stderr
+    assert "你好呀，这里是倾听。" in out.stdout
 
 
 def test_db_upgrade_creates_the_sqlite_file(tmp_path: Path) -> None:
