@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 import nlp
@@ -20,9 +19,7 @@ from bot.errors import json_errors
 from bot.keys import (
     BUS,
     CHANNELS,
-    DIALOGS,
     HANDOFF,
-    HTTP,
     LIBRARY,
     METRICS,
     PIPELINE,
@@ -87,7 +84,6 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         store = Store.open(settings.database_url, vault)
         bus = create_bus(settings.redis_url)
         await bus.start()
-        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         handoff = HandoffService(
             store,
             bus,
@@ -104,12 +100,11 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             default_lang=settings.default_lang,
             metrics=app[METRICS],
         )
-        app[STORE], app[BUS], app[HTTP] = store, bus, http
-        app[HANDOFF], app[DIALOGS], app[PIPELINE] = handoff, engine, pipeline
+        app[STORE], app[BUS] = store, bus
+        app[HANDOFF], app[PIPELINE] = handoff, pipeline
         ctx = ChannelContext(
             receiver=pipeline,
             bus=bus,
-            http=http,
             services={
                 "store": store,
                 "start_conversation": pipeline.start_conversation,
@@ -129,7 +124,6 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await asyncio.gather(*app[TASKS], return_exceptions=True)
         for channel in app[CHANNELS].values():
             await channel.close()
-        await http.close()
         await bus.close()
         await store.close()
 

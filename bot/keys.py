@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from bot.channels.base import Channel
 from bot.config import Settings
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline
-from dialogs import DialogEngine, ScriptLibrary
+from dialogs import ScriptLibrary
 from handoff.bus import EventBus
 from handoff.service import HandoffService
 from storage.store import Store
@@ -22,9 +21,7 @@ STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", EventBus)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 HANDOFF = web.AppKey("handoff", HandoffService)
-DIALOGS = web.AppKey("dialogs", DialogEngine)
 LIBRARY = web.AppKey("library", ScriptLibrary)
 CHANNELS = web.AppKey("channels", dict[str, Channel])
-HTTP = web.AppKey("http", aiohttp.ClientSession)
 TASKS = web.AppKey("tasks", set[asyncio.Task[Any]])
 METRICS = web.AppKey("metrics", Metrics)

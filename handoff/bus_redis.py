@@ -361,8 +361,3 @@ async def _quietly_disconnect(conn: AbstractConnection) -> None:
         await conn.disconnect()
     except (RedisError, OSError) as exc:
         log.debug("event bus: error while dropping a dead connection: %s", exc)
-
-
-def _log_task_error(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("event bus: background command failed: %s", task.exception())

@@ -7,7 +7,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from storage.models import utcnow
 from storage.models_accounts import ROLES, AuditEntry, ConsoleSession, User
-from storage.store import Store
+from storage.store import Store, _aware
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
@@ -407,8 +407,3 @@ def _audit_view(r: AuditEntry) -> AuditView:
         ip=r.ip,
         created_at=_aware(r.created_at) if r.created_at else None,
     )
-
-
-def _aware(dt: datetime) -> datetime:
-    """SQLite returns naive datetimes; every value stored here is UTC."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

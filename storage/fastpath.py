@@ -55,10 +55,6 @@ class Codec:
             self._bind[c.name] = impl.bind_processor(dialect)
             self._load.append(impl.result_processor(dialect, None))
 
-    def has(self, col: str) -> bool:
-        """True if col is a column of this table."""
-        return col in self._bind
-
     def dump(self, col: str, value: Any) -> Any:
         """The driver value of a Python value for col (None stays SQL NULL)."""
         proc = self._bind[col]
@@ -182,15 +178,6 @@ def is_transient_driver_error(exc: BaseException) -> bool:
     ):
         return True
     return False
-
-
-def is_integrity_error(exc: BaseException) -> bool:
-    """A constraint violation raised by the driver itself."""
-    if isinstance(exc, sqlite3.IntegrityError):
-        return True
-    return asyncpg is not None and isinstance(
-        exc, asyncpg.exceptions.IntegrityConstraintViolationError
-    )
 
 
 @asynccontextmanager

@@ -890,11 +890,9 @@ class Turn:
 
     async def update(self, **changes: Any) -> ConversationView:
         """Change conversation columns (state, slots, mode, risk_level, categories, flags...)."""
-        codec = self._store._conv_codec
         for key, value in self._store._conv_changes(changes).items():
             setattr(self._row, key, value)
-            if codec.has(key):
-                self._conv_changes[key] = value
+            self._conv_changes[key] = value  # _conv_changes() yields only columns
         # No write yet: the changes go out in one UPDATE at commit.
         self.conversation = self._store._conv_view(self._row)
         return self.conversation

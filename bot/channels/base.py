@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from aiohttp import ClientSession, web
+from aiohttp import web
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +45,6 @@ class Inbound:
     text: str
     received_at: datetime
     kind: str = "text"  # text | image | card | event
-    raw: Any = field(default=None, compare=False, repr=False)  # for logging only
-
-
-class Accepted(Protocol):
-    """A stored inbound message (see bot.pipeline.Accepted)."""
-
-    conversation_id: str
-    is_new: bool
 
 
 class Receiver(Protocol):
@@ -87,11 +79,10 @@ class Publisher(Protocol):
 
 @dataclass
 class ChannelContext:
-    """What a channel is given at start: the core, the bus and one shared HTTP session."""
+    """What a channel is given at start: the core and the bus."""
 
     receiver: Receiver
     bus: Publisher
-    http: ClientSession
     # e.g. "store" (dedup keys), "notice" ((key, lang) -> the service's own words, such as
     # "fallback" with 110 / 120 / 12355), "open_web_session", "settings"
     services: dict[str, Any] = field(default_factory=dict)
