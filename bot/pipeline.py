@@ -15,6 +15,7 @@ from bot.metrics import Metrics
 from dialogs.leadcode import ALPHABET, LENGTH, PREFIX
 from dialogs.types import DialogState, Reply, Step
 from handoff.notices import notice
+from handoff.service import lead_district
 from nlp.types import Assessment, Level
 from storage.models import utcnow
 from storage.store import KeyedLocks, Store, Turn
@@ -358,7 +359,7 @@ class Pipeline:
                         code,
                         risk_level=int(level),
                         summary=summary_of(slots),
-                        district=_str_or_none(slots.get("district") or slots.get("where")),
+                        district=lead_district(slots),
                     )
                     await turn.add_event("lead.created", {"code": code})
             elif action.name == "end":
@@ -409,7 +410,3 @@ class Pipeline:
 
 def _opts(o: Outbound) -> list[dict[str, str]]:
     return [{"label": q.label, "value": q.value} for q in o.options]
-
-
-def _str_or_none(v: Any) -> str | None:
-    return str(v) if v not in (None, "") else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -329,7 +329,7 @@ class HandoffService:
                 linked=bool(returning),
                 risk_level=conv.risk_level,
                 summary=summary,
-                district=district or _str(conv.slots.get("where")),
+                district=district or lead_district(conv.slots),
                 category=category,
             )
             await turn.assign(None)
@@ -454,6 +454,11 @@ async def _each(conversation_id: str, what: str, work: Awaitable[None]) -> None:
         await work
     except Exception:
         log.exception("handoff clock: could not %s conversation %s", what, conversation_id)
+
+
+def lead_district(slots: Mapping[str, Any]) -> str | None:
+    """The district a lead records from what the child said (a 'district' or 'where' slot)."""
+    return _str(slots.get("district") or slots.get("where"))
 
 
 def _str(v: Any) -> str | None:
