@@ -199,6 +199,23 @@ RULES: tuple[Rule, ...] = (
         {"now", "hiding", "locked"},
     ),
     _r(
+        "plea_in_danger",
+        Level.IMMINENT,
+        PHYSICAL,
+        "a plea for help, or 'I am not safe', with violence or a threat",
+        {"help", "danger"},
+        {"violence", "violence_ctx", "drunk", "threat", "approach"},
+    ),
+    _r(
+        "police_now",
+        Level.IMMINENT,
+        PHYSICAL,
+        "asking for the police while violence is happening",
+        {"police"},
+        {"violence", "violence_ctx", "threat"},
+        {"now", "now_weak", "hiding", "approach", "tonight"},
+    ),
+    _r(
         "hiding_from_violence",
         Level.IMMINENT,
         PHYSICAL,

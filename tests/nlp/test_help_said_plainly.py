@@ -1,0 +1,78 @@
+"""Fourth pass on issue 3: a child who says plainly that they are not safe, want the police,
+are locked in or are threatened reaches a human even without a harm word (safety rule 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nlp import Level, assess
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我现在不安全",
+        "我现在很危险 他在砸门",
+        "現在我這裡很危險",
+        "此刻我家不安全",
+    ],
+)
+def test_not_safe_right_now_is_imminent(text: str) -> None:
+    a = assess(text)
+    assert a.level == Level.IMMINENT, a
+    assert a.hits, "a volunteer must see what was flagged"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我不安全",
+        "我家里不安全",
+        "他要杀我",
+        "有人想杀我",
+        "他们要把我卖了",
+        "他把我关起来了",
+        "我被锁住了 出不去",
+        "帮我报警",
+        "怎么报警啊",
+        "能不能帮我打110",
+        "我想结束这一切",
+        "救救我",
+        "救命！！！",
+        "I am not safe",
+        "please help me",
+        "he said he'd kill me",
+        "she locked me in the bathroom",
+        "call the police",
+    ],
+)
+def test_plain_danger_or_a_plea_reaches_a_human(text: str) -> None:
+    a = assess(text)
+    assert a.needs_human, a
+
+
+@pytest.mark.parametrize("text", ["我不敢回家", "我觉得不安全", "I'm scared to go home"])
+def test_fear_without_specifics_is_recorded(text: str) -> None:
+    assert assess(text).level == Level.ROUTINE, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我不安全感很重 总怕他不喜欢我",
+        "我数学很危险 期末要挂了",
+        "湖南人说这个只是微辣 我要报警了",
+        "救命 这题好难",
+        "my mom is gonna kill me when she sees my grades",
+        "can you help me with my homework",
+        "家里的烟雾报警器一直响",
+        "打死我也不吃香菜",
+    ],
+)
+def test_everyday_uses_do_not_call_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
+
+
+def test_a_plea_after_earlier_violence_is_imminent() -> None:
+    a = assess("救救我", history=("我爸又喝醉了 在砸东西",))
+    assert a.level == Level.IMMINENT, a
