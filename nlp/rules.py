@@ -372,6 +372,14 @@ RULES: tuple[Rule, ...] = (
         {"no_adult", "alone"},
     ),
     _r(
+        "young_pregnant",
+        Level.URGENT,
+        SEXUAL,
+        "a young child who is pregnant",
+        {"pregnant"},
+        {"young", "age_gap"},
+    ),
+    _r(
         "abandoned_now",
         Level.IMMINENT,
         NEGLECT,

@@ -76,3 +76,56 @@ def test_everyday_uses_do_not_call_a_human(text: str) -> None:
 def test_a_plea_after_earlier_violence_is_imminent() -> None:
     a = assess("救救我", history=("我爸又喝醉了 在砸东西",))
     assert a.level == Level.IMMINENT, a
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我吞了一瓶药",
+        "我吃了很多药",
+        "刚刚喝了农药",
+        "他拿刀对着我",
+        "我爸把我妈打晕了",
+        "流了好多血 止不住",
+        "我弟弟叫不醒",
+        "家里着火了",
+        "我被绑架了",
+        "我晕倒了 没人在家",
+    ],
+)
+def test_an_emergency_happening_now_is_imminent(text: str) -> None:
+    assert assess(text).level == Level.IMMINENT, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我怀孕了 我才14",
+        "我哥晚上爬到我床上",
+        "他们逼我下跪",
+        "我从楼梯上摔下来 头流血",
+    ],
+)
+def test_harm_without_a_harm_word_reaches_a_human(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "感冒了 吃了药就睡",
+        "喝了一瓶可乐",
+        "吃了一盒饼干",
+        "气得我吐血",
+        "我妈拿刀切西瓜",
+        "厨房的火太大了 把锅烧糊了",
+        "我一个人在家 好无聊",
+    ],
+)
+def test_everyday_near_misses_stay_below_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
+
+
+def test_a_pregnancy_is_recorded_and_a_young_one_reaches_a_human() -> None:
+    assert assess("我怀孕了 怎么办").level == Level.ROUTINE
+    assert assess("我怀孕了 怎么办", history=("我才13岁",)).needs_human
