@@ -229,6 +229,8 @@ class Detector:
                     mod.setdefault(t, []).append((a, b))
             elif w.endswith("我") and a > 0 and s[a - 1] == "被":
                 continue  # 被|打了我一定…: the 我 starts the next clause; passive_hit covers it
+            elif len(w) > 1 and w.endswith("我") and b - 1 in norm.breaks:
+                continue  # "都杀了 我赢了": a space removed before 我 ends one clause there
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
         for p in patterns:
@@ -245,7 +247,18 @@ class Detector:
                 else:
                     matches.append(_Match(a, b, p.entry, f"pattern:{p.entry.name}"))
         if masks:
-            matches = [m for m in matches if not any(m.start < y and x < m.end for x, y in masks)]
+            # A mask hides what it overlaps, not a longer hit around it (把自己|饿死|: the
+            # hyperbole 饿死 inside a pattern that reads the whole phrase).
+            matches = [
+                m
+                for m in matches
+                if not any(
+                    m.start < y
+                    and x < m.end
+                    and not (m.start <= x and y <= m.end and m.end - m.start > y - x)
+                    for x, y in masks
+                )
+            ]
         negs = {a for a, _b in mod.get("neg", ())}
         past_clauses = {clause[a] for a, _b in mod.get("past", ())}
         for m in matches:
@@ -395,7 +408,7 @@ class Detector:
             level = max(level, m.floor)
         combo_hits: list[Hit] = []
         in_combo: set[int] = set()
-        for r, used in _local_rules(matches):
+        for r, used in _local_rules(matches, _near_window(s)):
             in_combo |= {id(m) for m in used}
             a = min(m.start for m in used)
             b = max(m.end for m in used)
@@ -545,10 +558,6 @@ def _anchor(
                 and "我" not in s[m.start : m.end]  # 要是不听话他就打我: a habit, not a what-if
             ):
                 m.unanchored = True
-    if mod.get("joke"):
-        for m in matches:
-            if m.entry.category not in (rules.SUICIDE, NO_CATEGORY):
-                m.unanchored = True
     has_adult = bool(mod.get("adult")) or bool(mod.get("report"))
     has_third = any(w in THIRD_PERSON for w, _a, _b in tokens)
     speaks = _SPEAKER.search(s) is not None  # "我" as a person in the story, not "我觉得"
@@ -581,6 +590,11 @@ def _anchor(
             # generic people (这种人, 那些人) mark an opinion about others, for abuse words only
             generic = has_adult or bool(mod.get("generic"))
             m.unanchored = generic or (not speaks and (has_third or has_first))
+    # Last, so that nothing above clears it: "just kidding" / "lol" caps non-suicide threats.
+    if mod.get("joke"):
+        for m in matches:
+            if m.entry.category not in (rules.SUICIDE, NO_CATEGORY):
+                m.unanchored = True
 
 
 # The writer as the one something is done to: 我被…, …打我, 我的脸… (then a peer named is a witness).
@@ -593,14 +607,24 @@ _SPEAKER = re.compile(r"[我俺](?!(觉得|认为|支持|反对|看来|相信|�
 
 
 NEAR = 25  # signals combine inside one message only when this close (normalised characters)
+NEAR_LATIN = 90  # an English clause takes three to four times the characters of a Chinese one
+_LATIN = re.compile(r"[a-z]")
 
 
-def _local_rules(matches: list[_Match]) -> list[tuple[rules.Rule, list[_Match]]]:
+def _near_window(s: str) -> int:
+    """How close signals must be to combine: wider when the message is mostly English."""
+    latin = len(_LATIN.findall(s))
+    return NEAR_LATIN if latin > 2 * len(content(s)) else NEAR
+
+
+def _local_rules(
+    matches: list[_Match], window: int = NEAR
+) -> list[tuple[rules.Rule, list[_Match]]]:
     """Rules fired by signals near each other, with the matches that satisfied them."""
     act = [m for m in matches if m.active]
     out: dict[str, tuple[rules.Rule, list[_Match]]] = {}
     for anchor in act:
-        near = [m for m in act if m.start < anchor.end + NEAR and anchor.start - NEAR < m.end]
+        near = [m for m in act if m.start < anchor.end + window and anchor.start - window < m.end]
         tags: set[str] = set()
         for m in near:
             tags |= m.entry.tags | _derived(m)

@@ -1,0 +1,86 @@
+"""Fourth pass on issue 3, from the team's waves 9 (children 8-12) and 10 (teenagers online):
+Cantonese, English clauses, countdown-free warning signs, exploitation said in a story."""
+
+from __future__ import annotations
+
+import pytest
+
+from nlp import Level, assess
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("我而家喺天台 好想跳落去", Level.IMMINENT),
+        ("媽媽走咗 鎖住我喺屋企 冇嘢食", Level.URGENT),
+        ("佢哋而家喺廁所出面等我 話我一出去就打死我", Level.URGENT),
+    ],
+)
+def test_cantonese_is_read_like_mandarin(text: str, expected: Level) -> None:
+    assert assess(text).level >= expected, assess(text)
+
+
+def test_english_signals_combine_across_a_longer_sentence() -> None:
+    a = assess(
+        "my dad is screaming and he broke my door. he said he is going to kill me. "
+        "im under my bed right now"
+    )
+    assert a.level == Level.IMMINENT, a
+
+
+def test_a_joke_marker_caps_a_threat_whatever_else_the_sentence_says() -> None:
+    assert not assess("lol my brother said he's gonna kill me for eating his chips").needs_human
+    assert assess("my brother said he's gonna kill me").needs_human
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我坐在窗户上 腿在外面",
+        "药都倒出来了 一共三十七片",
+        "吃了 一整板 现在有点困",
+        "信放桌上了 给我妈发了句对不起",
+        "我查了吃多少片会死",
+        "我要把自己饿死",
+        "我用圆规扎自己大腿",
+        "我觉得我消失了大家都会开心一点",
+        "我想去天上找奶奶",
+        "老师问我胳膊上青的 我说摔的 其实是我妈拧的",
+        "我的小狗被我爸摔死了 他说下次就是我",
+        "游戏里的师傅要看我脚 后来要看别的地方",
+        "有人往我喝的东西里放了东西 喝完就晕了",
+        "我叔让我送货 说千万不能打开 也不能让警察看到",
+        "老板说工资先压着 干了两个月一分没拿到",
+        "我妈说给我定了亲 过完年就要过去",
+        "有人把我的照片p成那种图发在贴吧",
+        "他说明天晚上8点前不转钱就发",
+        "我已经转了600 现在又要1200",
+        "他们把我书包扔进垃圾桶",
+        "全班都不跟我说话 已经一整个学期了",
+    ],
+)
+def test_warning_signs_told_as_a_story_reach_a_human(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "今天去医院拔牙流了好多血 医生说没事",
+        "今天学游泳差点淹死 教练一把把我捞起来了",
+        "俾蚊咬咗十幾粒 痕到死",
+        "今天我们玩狼人杀 我是狼 把所有人都杀了 我赢了",
+        "剧里女二割腕那段拍得好假",
+        "化学老师今天讲有机磷农药",
+        "最后一把我用瑶挂在射手身上躺赢了",
+        "我弟弟被狗咬了要去打狂犬疫苗",
+        "想吃掉一整瓶巧克力",
+    ],
+)
+def test_everyday_near_misses_of_the_fourth_pass(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
+
+
+def test_wishing_an_overdose_is_urgent_but_taking_one_is_imminent() -> None:
+    assert assess("想吃掉一整瓶安眠药").level == Level.URGENT
+    assert assess("我吞了一整瓶安眠药").level == Level.IMMINENT
