@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL = Path(os.environ.get("QINGTING_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 FILES = ["sos1k_train.jsonl", "sos1k_test.jsonl", "weibo_everyday.txt", "cold_test.jsonl"]
 DEV = ROOT / "tests" / "data" / "dev.jsonl"
-HELDOUT = ROOT / "tests" / "data" / "heldout_wave4.jsonl"  # the team's wave never tuned on
+# the team's waves never tuned on (4: third pass; 11: fourth pass)
+HELDOUT = [ROOT / "tests" / "data" / f"heldout_wave{n}.jsonl" for n in (4, 11)]
 POLICIES = {
     "shipped (policy.tsv)": {},
     "bare wish -> routine": {"wish_to_die_level": "routine"},
@@ -33,7 +34,7 @@ POLICIES = {
 def main() -> None:
     """Print one block per policy and file (or, with --summary, one table)."""
     files = [EVAL / f for f in FILES if (EVAL / f).exists()]
-    files += [f for f in (DEV, HELDOUT) if f.exists()]
+    files += [f for f in (DEV, *HELDOUT) if f.exists()]
     if "--summary" in sys.argv:
         summary(files)
         return

@@ -284,10 +284,10 @@ class Detector:
     def _second_opinion(
         self, text: str, norm: Normalised, level: Level, suicide_talk: bool
     ) -> tuple[Level, Hit] | None:
-        """Stage 2 may raise: a child's message that reads like harm needing a human, or a
-        tree-hole text with a plan emerging, to urgent; one that only reads like distress to
-        routine. None when it has nothing to add."""
-        if self.stage2 is None or level >= Level.URGENT:
+        """Stage 2 may raise: harm happening now to imminent; a child's message that reads like
+        harm needing a human, or a tree-hole text with a plan emerging, to urgent; one that only
+        reads like distress to routine. None when it has nothing to add."""
+        if self.stage2 is None or level >= Level.IMMINENT:
             return None
         s = norm.text
         if len(s) < STAGE2_MIN_CHARS or len(content(s)) < STAGE2_MIN_CHARS:
@@ -296,8 +296,14 @@ class Detector:
         may_call = gate == "none" or (level >= Level.ROUTINE if gate == "rules" else suicide_talk)
         sc = self.stage2.score(s)
         m = self.stage2
-        if sc.harm >= m.t_harm:
-            new, p, head = Level.URGENT, sc.harm, "harm"
+        if level == Level.URGENT or sc.harm >= m.t_harm:
+            # Harm, found by the rules or by the harm head: is it happening now?
+            if sc.imminent >= m.t_imminent:
+                new, p, head = Level.IMMINENT, sc.imminent, "imminent"
+            elif level == Level.URGENT:
+                return None
+            else:
+                new, p, head = Level.URGENT, sc.harm, "harm"
         elif may_call and sc.distress >= m.t_distress and sc.risk >= m.t_risk:
             new, p, head = Level.URGENT, sc.risk, "risk"
         elif level == Level.NONE and sc.distress >= m.t_concern:
@@ -305,7 +311,7 @@ class Detector:
         else:
             return None
         cat, gram = m.explain(s, head)
-        if head != "harm":
+        if head not in ("harm", "imminent"):
             cat = rules.SUICIDE  # the tree-hole heads only ever see suicide talk
         # The hit points at the n-gram that weighed most, so a volunteer sees what the model saw.
         i = s.find(gram) if gram else -1
@@ -394,9 +400,7 @@ class Detector:
         for m in matches:
             if not m.active:
                 continue
-            active |= m.entry.tags
-            if "means" in m.entry.tags and m.entry.floor >= Level.ROUTINE:
-                active.add("means+")
+            active |= m.entry.signals
             if m.entry.category != NO_CATEGORY:
                 ctx_cat[m.entry.category] = max(ctx_cat.get(m.entry.category, Level.NONE), m.floor)
         level = Level.NONE
@@ -451,6 +455,10 @@ class Detector:
             raised = self._second_opinion(text, norm, level, sui)
             if raised is not None:
                 level, hit = raised
+                if hit.rule.startswith("stage2:imminent") and cat_level:
+                    # "now" raises the harm the rules already named, not a category of its own
+                    top = max(cat_level, key=cat_level.__getitem__)
+                    hit = Hit(hit.text, hit.start, hit.end, top, hit.weight, hit.rule)
                 hits.append(hit)
                 cat_level[hit.category] = max(cat_level.get(hit.category, Level.NONE), level)
         cats = _order_categories({c: v for c, v in cat_level.items() if v > Level.NONE})
@@ -469,7 +477,7 @@ class Detector:
             (t, s[m.start : m.end], _hit_category(m, ctx_cat) or "")
             for m in matches
             if m.active
-            for t in m.entry.tags | _derived(m)
+            for t in m.entry.signals
         )
         return Analysis(
             level,
@@ -501,8 +509,6 @@ class Detector:
                 cat_level[c] = max(cat_level.get(c, Level.NONE), a.level)
         if past and (cur.signals or any(a.signals for a in past)):
             signals = set(cur.signals).union(*(a.signals for a in past))
-            if "means" in signals and any("means+" in a.signals for a in [cur, *past]):
-                signals.add("means+")
             seen = set(rules.fired(cur.signals)).union(*(rules.fired(a.signals) for a in past))
             for r in rules.fired(signals):
                 if r in seen:
@@ -627,11 +633,11 @@ def _local_rules(
         near = [m for m in act if m.start < anchor.end + window and anchor.start - window < m.end]
         tags: set[str] = set()
         for m in near:
-            tags |= m.entry.tags | _derived(m)
+            tags |= m.entry.signals
         for r in rules.fired(tags):
             if r.name in out:
                 continue
-            used = [m for m in near if any(g & (m.entry.tags | _derived(m)) for g in r.groups)]
+            used = [m for m in near if any(g & m.entry.signals for g in r.groups)]
             out[r.name] = (r, used)
     return list(out.values())
 
@@ -640,10 +646,6 @@ def _majority(subjects: list[str]) -> str:
     if not subjects:
         return "none"
     return "self" if "self" in subjects else "other"
-
-
-def _derived(m: _Match) -> set[str]:
-    return {"means+"} if "means" in m.entry.tags and m.entry.floor >= Level.ROUTINE else set()
 
 
 def _hit_category(m: _Match, ctx: dict[str, Level]) -> str:

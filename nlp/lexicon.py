@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlp.types import CATEGORIES, Level
@@ -22,6 +22,17 @@ class Entry:
     floor: Level
     tags: frozenset[str]
     comment: str
+    # tags plus what follows from the floor: "means+" (a means that counts on its own: pills
+    # saved, not a knife), "traffic+" (a child taken or sold, not 彩礼 in family talk)
+    signals: frozenset[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        extra = set()
+        if "means" in self.tags and self.floor >= Level.ROUTINE:
+            extra.add("means+")
+        if "traffic" in self.tags and self.floor >= Level.URGENT:
+            extra.add("traffic+")
+        object.__setattr__(self, "signals", self.tags | extra)
 
 
 @dataclass(frozen=True, slots=True)

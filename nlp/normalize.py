@@ -172,7 +172,7 @@ class Normaliser:
         self, s: str, st: list[int], en: list[int], brk: set[int]
     ) -> tuple[str, list[int], list[int], set[int]]:
         """Rewrite evasions (紫砂, zisha, 自x) to their canonical words, keeping offsets."""
-        if self._latin_re is not None and any("a" <= c <= "z" for c in s):
+        if self._latin_re is not None and _HAS_LATIN.search(s):
             latin = self._latin
             s, st, en, brk = _edit(
                 self._latin_re, s, st, en, brk, lambda m: latin[m.group(0).replace(" ", "")], False
@@ -183,6 +183,9 @@ class Normaliser:
                 self._plain_re, s, st, en, brk, lambda m: plain[m.group(0)], False
             )
         return s, st, en, brk
+
+
+_HAS_LATIN = re.compile("[a-z]")  # after lower-casing: is there pinyin to look for at all
 
 
 def _drop(_m: re.Match[str]) -> str:

@@ -28,7 +28,8 @@ S_CTX = frozenset(
         "method",
     }
 )
-# Tags derived in the detector: "means+" (a means that counts on its own, floor >= routine).
+# Tags derived in the detector: "means+" (a means that counts on its own, floor >= routine),
+# "traffic+" (a child taken, sold or married off, floor >= urgent).
 TIME_ANY = frozenset({"time", "tonight", "now", "now_weak"})
 
 
@@ -248,6 +249,23 @@ RULES: tuple[Rule, ...] = (
         {"violence", "threat", "sexual", "drunk", "day_count", "no_food"},
     ),
     _r(
+        "threat_within_hours",
+        Level.IMMINENT,
+        PHYSICAL,
+        "a threat of violence with a countdown or tonight",
+        {"threat"},
+        {"soon", "tonight", "approach"},
+        {"violence", "violence_ctx", "bully"},
+    ),
+    _r(
+        "taken_within_hours",
+        Level.IMMINENT,
+        OTHER,
+        "a child about to be taken away or sent to work",
+        {"traffic+"},
+        {"soon", "tonight", "now", "approach"},
+    ),
+    _r(
         "threat_and_violence",
         Level.URGENT,
         PHYSICAL,
@@ -262,7 +280,7 @@ RULES: tuple[Rule, ...] = (
         SEXUAL,
         "sexual abuse happening now / locked in",
         {"sexual"},
-        {"now", "locked", "hiding", "tonight"},
+        {"now", "locked", "hiding", "tonight", "soon"},
     ),
     _r(
         "grooming_secret",
@@ -352,7 +370,7 @@ RULES: tuple[Rule, ...] = (
         ONLINE,
         "images threatened with a deadline",
         {"expose"},
-        {"tonight", "time", "now"},
+        {"tonight", "time", "now", "soon"},
     ),
     _r(
         "meeting_now",
@@ -360,7 +378,7 @@ RULES: tuple[Rule, ...] = (
         ONLINE,
         "meeting an online contact now",
         {"meet"},
-        {"now", "now_weak"},
+        {"now", "now_weak", "soon", "approach"},
         {"online", "online_ctx", "secrecy"},
     ),
     _r(

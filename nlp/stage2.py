@@ -1,4 +1,4 @@
-"""Second stage: TF-IDF character n-grams with two logistic-regression heads, trained offline by
+"""Second stage: TF-IDF character n-grams with logistic-regression heads, trained offline by
 nlp/train.py (weights shipped in nlp/data/stage2.json, nothing downloaded at run time).
 
 - `distress`: does this read like a tree-hole post (someone in suicidal distress) rather than
@@ -7,6 +7,8 @@ nlp/train.py (weights shipped in nlp/data/stage2.json, nothing downloaded at run
 - `harm`: does a child's message need a human (urgent or imminent), any category? Trained on
   the team's labelled dev waves against the everyday corpus; `category` (one softmax head over
   the seven categories) names what it saw.
+- `imminent`: among harmful messages, is the danger now or within hours (the dev waves'
+  imminent rows against their urgent ones)? It may raise urgent to imminent, nothing else.
 
 The detector lets it raise a level the rules found, never lower one."""
 
@@ -18,6 +20,7 @@ import operator
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 MODEL = Path(__file__).parent / "data" / "stage2.json"
@@ -56,6 +59,7 @@ class Scores:
     distress: float
     risk: float
     harm: float
+    imminent: float = 0.0  # among harmful messages: danger now or within hours
 
 
 class Stage2:
@@ -73,6 +77,7 @@ class Stage2:
         self.t_distress = float(t["distress"])  # distress high enough to let risk call a human
         self.t_risk = float(t["risk"])
         self.t_harm = float(t["harm"])
+        self.t_imminent = float(t.get("imminent", 1.01))  # > 1: never, for a model without it
         # n-gram -> (idf², idf·coef for each head): tf is almost always 1, so the products are
         # taken once here, not per message. The vocabulary is complete (coefs may be ~0) so the
         # L2 norm over known n-grams equals the one sklearn computed in training.
@@ -112,11 +117,15 @@ class Stage2:
         feats = self.features
         levels = self._levels(norm_text)
         # One C-level pass: the weights of every known n-gram occurrence, summed per column.
-        vals = [v for level in levels for v in filter(None, map(feats.get, level))]
+        vals = list(filter(None, map(feats.get, chain.from_iterable(levels))))
         if not vals:
             return 1.0, [0.0] * len(self.heads)
-        sums: list[float] = [float(x) for x in map(sum, zip(*vals, strict=True))]
-        # sklearn's tf is sublinear: a gram seen k times weighs (1 + ln k), not k.
+        sums: list[float] = list(map(sum, zip(*vals, strict=True)))  # weights are floats
+        # sklearn's tf is sublinear: a gram seen k times weighs (1 + ln k), not k. A repeated
+        # longer n-gram repeats its characters too, so no repeated character: nothing to do.
+        first = levels[0] if levels else []
+        if self.n_min == 1 and len(set(first)) == len(first):
+            return (math.sqrt(sums[0]) if sums[0] > 0 else 1.0), sums[1:]
         for level in levels:
             if len(set(level)) != len(level):
                 for g, k in Counter(level).items():
@@ -135,7 +144,7 @@ class Stage2:
             h: _sigmoid(x / norm + b)
             for h, x, b in zip(self.heads, dots, self.intercepts, strict=True)
         }
-        return Scores(p["distress"], p["risk"], p["harm"])
+        return Scores(p["distress"], p["risk"], p["harm"], p.get("imminent", 0.0))
 
     def explain(self, norm_text: str, head: str) -> tuple[str, str]:
         """Why `head` fired: the category the category head thinks most likely, and the n-gram

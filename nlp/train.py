@@ -5,7 +5,7 @@
 
 Data: sos1k_train (tree-hole comments with SOS-1K levels), the team's everyday corpus
 (nlp/corpus/*.txt, invented negatives) and the team's labelled dev waves (tests/data/dev.jsonl,
-dev_wave3.jsonl; never heldout_wave4.jsonl). Thresholds are chosen out of fold, inside these
+dev_wave3, 5-10.jsonl; never the heldout_wave*.jsonl files). Thresholds are chosen out of fold, inside these
 files; the test files are never read here.
 """
 
@@ -24,9 +24,12 @@ DEFAULT_DATA = ROOT.parent.parent / "shared" / "eval" / "sos1k_train.jsonl"
 CORPUS = ROOT / "corpus"
 DEV_WAVES = [
     ROOT.parent / "tests" / "data" / f
-    for f in ("dev.jsonl", *(f"dev_wave{n}.jsonl" for n in (3, 5, 6, 7, 8)))
+    for f in ("dev.jsonl", *(f"dev_wave{n}.jsonl" for n in (3, 5, 6, 7, 8, 9, 10)))
 ]
-N_MIN, N_MAX = 1, 3  # without unigrams: 5-fold risk F1 0.775 (vs 0.789), fewer lookups
+# Character uni- and bigrams. 5-fold on the training data, 1-3-grams: dev harm recall 0.584,
+# imminent recall 0.78, tree-hole high-risk raised 0.61; 1-2: 0.558, 0.785, 0.64; 2-3: 0.569,
+# 0.725, 0.57. Trigrams cost 14 % of assess()'s speed, which then fell under 5,000 msg/s.
+N_MIN, N_MAX = 1, 2
 MIN_DF = 3
 C = 4.0
 MIN_CHARS = 12  # the detector does not ask stage 2 about shorter texts (detector.STAGE2_MIN_CHARS)
@@ -34,7 +37,8 @@ EVERYDAY_RAISED = 0.0025  # share of everyday text stage 2 may send to a human (
 EVERYDAY_CONCERN = 0.01  # share of everyday text stage 2 may record as a concern (routine)
 EVERYDAY_HARM = 0.001  # share of everyday text the harm head may send to a human (out of fold)
 EVERYDAY, LOW, HIGH, CHILD_OK, CHILD_HARM = 0, 1, 2, 3, 4  # row kinds (see main)
-HEADS = ("distress", "risk", "harm")
+HEADS = ("distress", "risk", "harm", "imminent")
+IMMINENT_PRECISION = 0.8  # of urgent rows the imminent head raises, this share must be imminent
 
 
 def load_everyday(folder: Path = CORPUS) -> list[str]:
@@ -47,8 +51,9 @@ def load_everyday(folder: Path = CORPUS) -> list[str]:
     return out
 
 
-def load_dev(paths: list[Path]) -> list[tuple[str, bool, str]]:
-    """(the conversation's text, needs a human, primary category) for each labelled dev row."""
+def load_dev(paths: list[Path]) -> list[tuple[str, bool, str, bool]]:
+    """(the conversation's text, needs a human, primary category, imminent) for each labelled
+    dev row."""
     out = []
     for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -57,14 +62,16 @@ def load_dev(paths: list[Path]) -> list[tuple[str, bool, str]]:
             r = json.loads(line)
             text = " ".join([*r.get("history", ()), r["text"]])
             cats = r.get("categories") or [""]
-            out.append((text, r["level"] in ("urgent", "imminent"), cats[0]))
+            level = r["level"]
+            out.append((text, level in ("urgent", "imminent"), cats[0], level == "imminent"))
     return out
 
 
-def fit(texts: list[str], kind: Any, cat: Any) -> dict[str, Any]:
+def fit(texts: list[str], kind: Any, cat: Any, now: Any) -> dict[str, Any]:
     """Vectoriser over all texts and the heads, each on its own rows:
     distress (tree hole vs everyday), risk (within the tree hole), harm (a child's message that
-    needs a human vs the rest of the dev waves and everyday text), category (harmful dev rows)."""
+    needs a human vs the rest of the dev waves and everyday text), imminent (among the harmful
+    dev rows, danger now or within hours), category (harmful dev rows)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -89,6 +96,7 @@ def fit(texts: list[str], kind: Any, cat: Any) -> dict[str, Any]:
         "distress": lr(sos_or_ev, (kind[sos_or_ev] != EVERYDAY).astype(int)),
         "risk": lr(sos, (kind[sos] == HIGH).astype(int)),
         "harm": lr(child_or_ev, (kind[child_or_ev] == CHILD_HARM).astype(int)),
+        "imminent": lr(kind == CHILD_HARM, now[kind == CHILD_HARM].astype(int)),
         "category": lr(harmful, cat[harmful]),
     }
 
@@ -141,19 +149,20 @@ def main(argv: list[str] | None = None) -> None:
     rows = [json.loads(x) for x in Path(args.data).read_text(encoding="utf-8").splitlines() if x]
     everyday = load_everyday(Path(args.corpus))
     dev = load_dev([Path(p) for p in args.dev])
-    raw = [r["text"] for r in rows] + everyday + [t for t, _h, _c in dev]
+    raw = [r["text"] for r in rows] + everyday + [t for t, _h, _c, _n in dev]
     texts = [norm(t).text[:400] for t in raw]
     kind = np.array(
         [HIGH if int(r["level"]) >= 6 else LOW for r in rows]
         + [EVERYDAY] * len(everyday)
-        + [CHILD_HARM if h else CHILD_OK for _t, h, _c in dev]
+        + [CHILD_HARM if h else CHILD_OK for _t, h, _c, _n in dev]
     )
-    cat = np.array([""] * (len(rows) + len(everyday)) + [c if h else "" for _t, h, c in dev])
+    cat = np.array([""] * (len(rows) + len(everyday)) + [c if h else "" for _t, h, c, _n in dev])
+    now = np.array([False] * (len(rows) + len(everyday)) + [n for _t, _h, _c, n in dev])
     long_enough = np.array([len(content(t)) >= MIN_CHARS for t in texts])
 
     oof = {h: np.zeros(len(texts)) for h in HEADS}
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(texts, kind):
-        model = fit([texts[i] for i in tr], kind[tr], cat[tr])
+        model = fit([texts[i] for i in tr], kind[tr], cat[tr], now[tr])
         x = model["vectoriser"].transform([texts[i] for i in te])
         for h in HEADS:
             oof[h][te] = model[h].predict_proba(x)[:, 1]
@@ -162,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     ev = kind == EVERYDAY
     child = (kind == CHILD_OK) | (kind == CHILD_HARM)
     grid = np.arange(0.20, 0.99, 0.01)
-    # risk: the model's own best point on tree-hole posts (out of fold).
-    t_risk = float(max(grid, key=lambda t: _f1(high[sos], oof["risk"][sos] >= t)))
+    # risk: the best point on tree-hole posts out of fold, recall weighted twice (F2): the issue
+    # asks recall >= 0.95 first, and safety rule 1 says to escalate when unsure.
+    t_risk = float(max(grid, key=lambda t: _fbeta(high[sos], oof["risk"][sos] >= t, 2.0)))
 
     def raised(t: float) -> Any:
         return (oof["distress"] >= t) & (oof["risk"] >= t_risk) & long_enough
@@ -179,21 +189,41 @@ def main(argv: list[str] | None = None) -> None:
     t_distress = float(next((t for t in grid if raised(t)[ev].mean() <= EVERYDAY_RAISED), 0.99))
     t_concern = float(next((t for t in grid if concern(t)[ev].mean() <= EVERYDAY_CONCERN), 0.99))
     t_harm = float(next((t for t in grid if harm(t)[ev].mean() <= EVERYDAY_HARM), 0.99))
-    thresholds = {"concern": t_concern, "distress": t_distress, "risk": t_risk, "harm": t_harm}
-    out = export(fit(texts, kind, cat), thresholds)
+    # imminent: the lowest threshold at which, among harmful dev rows, what it raises is
+    # imminent at least IMMINENT_PRECISION of the time (out of fold).
+    hurt = kind == CHILD_HARM
+
+    def imminent_precision(t: float) -> float:
+        sel = hurt & (oof["imminent"] >= t)
+        return float(now[sel].mean()) if sel.any() else 1.0
+
+    t_imminent = float(next((t for t in grid if imminent_precision(t) >= IMMINENT_PRECISION), 0.99))
+    thresholds = {
+        "concern": t_concern,
+        "distress": t_distress,
+        "risk": t_risk,
+        "harm": t_harm,
+        "imminent": t_imminent,
+    }
+    out = export(fit(texts, kind, cat, now), thresholds)
     out["about"] = (
         "TF-IDF char 1-3-grams (Han only); heads: distress (sos1k_train vs nlp/corpus "
         "everyday), risk (sos1k_train level>=6), harm (dev waves urgent/imminent vs the rest "
-        "and everyday), category (dev waves); trained by nlp/train.py"
+        "and everyday), imminent (harmful dev rows: imminent vs urgent), category (dev waves); "
+        "trained by nlp/train.py"
     )
     out["rows"] = {
         "sos1k_train": len(rows),
         "everyday": len(everyday),
         "dev": len(dev),
     }
-    hurt = kind == CHILD_HARM
     out["cross_validated"] = {
         "risk_f1_on_sos1k_train": round(_f1(high[sos], oof["risk"][sos] >= t_risk), 4),
+        "risk_recall_on_sos1k_train": round(float((oof["risk"][sos & high] >= t_risk).mean()), 4),
+        "imminent_recall_on_dev": round(
+            float((oof["imminent"][hurt & now] >= t_imminent).mean()), 4
+        ),
+        "imminent_precision_on_dev": round(imminent_precision(t_imminent), 4),
         "everyday_raised": round(float(raised(t_distress)[ev].mean()), 4),
         "everyday_concern": round(float(concern(t_concern)[ev].mean()), 4),
         "sos_concern": round(float(concern(t_concern)[sos].mean()), 4),
@@ -210,10 +240,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _f1(y: Any, pred: Any) -> float:
+    return _fbeta(y, pred, 1.0)
+
+
+def _fbeta(y: Any, pred: Any, beta: float) -> float:
+    """F-beta of a binary decision: beta > 1 weighs recall over precision."""
     tp = int((pred & y).sum())
     fp = int((pred & ~y).sum())
     fn = int((~pred & y).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    b2 = beta * beta
+    return (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp) if tp else 0.0
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def test_subject_floor(report) -> None:  # type: ignore[no-untyped-def]
 
 WAVE3 = DEV.parent / "dev_wave3.jsonl"  # written without reading the lexicon, then tuned on
 HELDOUT = DEV.parent / "heldout_wave4.jsonl"  # written independently; never read while tuning
+HELDOUT_11 = DEV.parent / "heldout_wave11.jsonl"  # the second held-out wave (fourth pass)
 
 
 def test_wave_three_floors() -> None:
@@ -69,6 +70,18 @@ def test_held_out_wave_floors() -> None:
     rep = evaluate(read_rows(HELDOUT), assess)
     p, r, _f = rep.prf()
     assert len(rep.misses) + rep.tp >= 180
-    assert r >= 0.68
+    assert r >= 0.74  # 0.78 after the fourth pass
     assert p >= 0.93
+    assert rep.imminent_to_human >= 0.85 * rep.imminent_rows
+    assert rep.imminent_as_imminent >= 0.6 * rep.imminent_rows
+
+
+def test_second_held_out_wave_floors() -> None:
+    """Wave 11 (ages 9-17, a third about another child, hard negatives) was written for the
+    fourth pass and only measured: recall 0.76, precision 0.81 before it, 0.79 and 0.82 after."""
+    rep = evaluate(read_rows(HELDOUT_11), assess)
+    p, r, _f = rep.prf()
+    assert len(rep.misses) + rep.tp >= 140
+    assert r >= 0.75
+    assert p >= 0.78
     assert rep.imminent_to_human >= 0.8 * rep.imminent_rows

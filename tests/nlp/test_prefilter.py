@@ -34,11 +34,12 @@ def test_prefilter_keeps_every_matching_pattern_on_the_dev_set() -> None:
     index = PatternIndex(regexes)
     texts = [
         d.normalise(r.text).text
-        for f in ("dev.jsonl", "dev_wave3.jsonl", "heldout_wave4.jsonl")
-        for r in read_rows(DEV.parent / f)
+        for f in sorted(DEV.parent.glob("*.jsonl"))  # every wave, held-out ones included
+        for r in read_rows(f)
     ]
     texts += [d.normalise(t).text for t in load_everyday()[::3]]
     texts += ["", "一起", "我才好拉他一起去死", "12月24号晚上", "下辈子不要再做人了"]
+    texts += ["i am not safe right now", "help", "还有10分钟放学", "現在7點40"]
     for s in texts:
         matching = {i for i, rx in enumerate(regexes) if rx.search(s)}
         assert matching <= set(index.candidates(s)), s

@@ -77,17 +77,18 @@ def test_training_exports_a_model_that_scores_like_sklearn(tmp_path: Path) -> No
     ]
     low = ["活着好累 不知道为了什么", "每天都想哭 没人懂我", "好想消失一会儿", "心里空空的"]
     everyday = ["今天的数学作业好多", "周末去打篮球吗", "奶茶第二杯半价", "下雨了记得带伞"]
-    hurt = ["我爸又用皮带抽我", "他让我发没穿衣服的照片", "同学把我关在厕所里", "三天没吃饭了"]
+    hurt = ["我爸又用皮带抽我", "他现在就在门外砸门", "同学把我关在厕所里", "他现在在敲我房门"]
     fine = ["今天老师表扬我了", "我和同桌一起画画", "妈妈给我买了新书包", "放学去打球"]
-    cats = ["physical_abuse", "online_harm", "bullying", "neglect_abandonment"]
+    cats = ["physical_abuse", "physical_abuse", "bullying", "sexual_abuse"]
     texts = (high + low + everyday + hurt + fine) * 3
     kind = np.array(
         ([HIGH] * 4 + [LOW] * 4 + [EVERYDAY] * 4 + [CHILD_HARM] * 4 + [CHILD_OK] * 4) * 3
     )
     cat = np.array(([""] * 12 + cats + [""] * 4) * 3)
-    model = fit(texts, kind, cat)
+    now = np.array(([False] * 12 + [False, True, False, True] + [False] * 4) * 3)
+    model = fit(texts, kind, cat, now)
     path = tmp_path / "m.json"
-    th = {"concern": 0.5, "distress": 0.5, "risk": 0.5, "harm": 0.5}
+    th = {"concern": 0.5, "distress": 0.5, "risk": 0.5, "harm": 0.5, "imminent": 0.5}
     path.write_text(json.dumps(export(model, th)), encoding="utf-8")
     m = Stage2(path)
     for t in ["药攒够了 今晚去天台", "作业好多 好累", "没人懂我 周末下雨", "他又用皮带抽我"]:
@@ -96,8 +97,10 @@ def test_training_exports_a_model_that_scores_like_sklearn(tmp_path: Path) -> No
         assert sc.distress == pytest.approx(model["distress"].predict_proba(x)[0, 1], abs=1e-4)
         assert sc.risk == pytest.approx(model["risk"].predict_proba(x)[0, 1], abs=1e-4)
         assert sc.harm == pytest.approx(model["harm"].predict_proba(x)[0, 1], abs=1e-4)
+        assert sc.imminent == pytest.approx(model["imminent"].predict_proba(x)[0, 1], abs=1e-4)
     assert m.score("药攒够了 今晚去天台").risk > m.score("好累 没人懂我").risk
     assert m.score("我爸用皮带抽我").harm > m.score("我爸给我买书包").harm
+    assert m.score("他现在在门外").imminent > m.score("我爸用皮带抽我").imminent
     assert m.explain("用皮带抽我", "harm")[0] == "physical_abuse"
 
 
@@ -106,7 +109,7 @@ def test_shipped_model_says_what_it_was_trained_on() -> None:
     assert doc["rows"]["everyday"] == len(load_everyday())
     assert doc["rows"]["sos1k_train"] >= 900
     assert doc["rows"]["dev"] >= 800  # dev.jsonl and dev_wave3.jsonl, never the held-out wave
-    for k in ("concern", "distress", "risk", "harm"):
+    for k in ("concern", "distress", "risk", "harm", "imminent"):
         assert 0.0 < doc["thresholds"][k] < 1.0
 
 
@@ -143,3 +146,15 @@ def test_its_hits_point_into_what_was_written(with_stage2) -> None:  # type: ign
 def test_a_report_about_others_is_not_raised(with_stage2) -> None:  # type: ignore[no-untyped-def]
     a = with_stage2.analyse("新闻里说一名男子在天台轻生 被消防员救下了 大家要关注心理健康")
     assert not any(h.rule.startswith("stage2:") for h in a.hits)
+
+
+def test_harm_happening_now_is_raised_to_imminent_only_with_the_model(
+    with_stage2, rules_only
+) -> None:  # type: ignore[no-untyped-def]
+    text = "继父现在就在我房间门口 一直敲门让我开门 妈妈不在家"  # not a training row
+    assert rules_only.assess(text).level < Level.IMMINENT
+    a = with_stage2.assess(text)
+    assert a.level == Level.IMMINENT, a
+    assert any(h.rule.startswith("stage2:imminent") for h in a.hits), a.hits
+    # an old harm told calmly stays urgent
+    assert with_stage2.assess("去年我爸用皮带抽过我 现在他不打了").level <= Level.URGENT
