@@ -484,8 +484,10 @@ class Detector:
             cats,
             subject,
             tuple(hits),
-            frozenset(active) if not capped else frozenset(),
-            sig_text if not capped else (),
+            # A capped or resolving message ("已经一年多没有了 现在…") lends no signal to the
+            # conversation: its 现在 must not make an old cut "self-harm now".
+            frozenset(active) if not (capped or mod.get("resolved")) else frozenset(),
+            sig_text if not (capped or mod.get("resolved")) else (),
             capped,
             subject if subject != "none" else _majority([m.subject for m in matches if m.active]),
         )

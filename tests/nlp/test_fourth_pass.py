@@ -29,8 +29,20 @@ def test_english_signals_combine_across_a_longer_sentence() -> None:
 
 
 def test_a_joke_marker_caps_a_threat_whatever_else_the_sentence_says() -> None:
-    assert not assess("lol my brother said he's gonna kill me for eating his chips").needs_human
+    assert not assess(
+        "my brother said he's gonna kill me for eating his chips, just kidding"
+    ).needs_human
     assert assess("my brother said he's gonna kill me").needs_human
+    # laughter is not a retraction: children laugh off what happened to them
+    assert assess("my dad hit me with his belt again lol").needs_human
+    assert assess("我爸又拿皮带抽我了 哈哈").needs_human
+
+
+def test_a_resolution_lends_no_signal_to_the_conversation() -> None:
+    a = assess("但已经一年多没有了 现在有心理老师陪我聊", history=("我之前划过手",))
+    assert a.level == Level.URGENT, a  # the old cut keeps the conversation urgent, not imminent
+    assert assess("我们班在排话剧 我演一个被拐卖的小孩 台词好难背").level <= Level.ROUTINE
+    assert assess("今天老师讲了别人不能摸你的隐私部位 要告诉大人 男生都在笑").level <= Level.ROUTINE
 
 
 @pytest.mark.parametrize(
