@@ -231,6 +231,8 @@ class Detector:
                 continue  # 被|打了我一定…: the 我 starts the next clause; passive_hit covers it
             elif len(w) > 1 and w.endswith("我") and b - 1 in norm.breaks:
                 continue  # "都杀了 我赢了": a space removed before 我 ends one clause there
+            elif len(w) > 1 and w.endswith("我") and s[b : b + 1] in _POSSESSED:
+                continue  # 要杀了我|同桌: the 我 owns the next word; patterns read 打我妈
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
         for p in patterns:
@@ -273,6 +275,7 @@ class Detector:
                 if clause[m.start] == clause[a] and not (m.start <= a and b <= m.end):
                     m.past = True  # a cue inside the hit is the hit's own wording (不再为人)
         _anchor(matches, tokens, mod, s, clause)
+        mod["masked"] = masks  # stage 2 does not read what the rules found to be idiom
         return self._decide(text, norm, matches, mod)
 
     def _subject_without_hits(self, s: str) -> str:
@@ -282,7 +285,12 @@ class Detector:
         return "self" if _WRITER_HURT.search(s) else "other"
 
     def _second_opinion(
-        self, text: str, norm: Normalised, level: Level, suicide_talk: bool
+        self,
+        text: str,
+        norm: Normalised,
+        level: Level,
+        suicide_talk: bool,
+        masked: Sequence[tuple[int, int]] = (),
     ) -> tuple[Level, Hit] | None:
         """Stage 2 may raise: harm happening now to imminent; a child's message that reads like
         harm needing a human, or a tree-hole text with a plan emerging, to urgent; one that only
@@ -294,7 +302,10 @@ class Detector:
             return None
         gate = self._stage2_gate
         may_call = gate == "none" or (level >= Level.ROUTINE if gate == "rules" else suicide_talk)
-        sc = self.stage2.score(s)
+        # Idiom the rules recognised (按在地上摩擦, 笑死) is blanked for the model, which would
+        # otherwise read its words as harm.
+        seen = _blank(s, masked) if masked else s
+        sc = self.stage2.score(seen)
         m = self.stage2
         if level == Level.URGENT or sc.harm >= m.t_harm:
             # Harm, found by the rules or by the harm head: is it happening now?
@@ -452,7 +463,7 @@ class Detector:
                 and m.entry.tags & rules.S_CTX
                 for m in matches
             )
-            raised = self._second_opinion(text, norm, level, sui)
+            raised = self._second_opinion(text, norm, level, sui, mod.get("masked", ()))
             if raised is not None:
                 level, hit = raised
                 if hit.rule.startswith("stage2:imminent") and cat_level:
@@ -598,15 +609,34 @@ def _anchor(
             # generic people (这种人, 那些人) mark an opinion about others, for abuse words only
             generic = has_adult or bool(mod.get("generic"))
             m.unanchored = generic or (not speaks and (has_third or has_first))
-    # Last, so that nothing above clears it: "just kidding" / "lol" caps non-suicide threats.
+    # Last, so that nothing above clears it: "just kidding" caps non-suicide threats.
     if mod.get("joke"):
         for m in matches:
             if m.entry.category not in (rules.SUICIDE, NO_CATEGORY):
                 m.unanchored = True
+    # "让我扫码 我没扫" / "我把他删了": online harm the child refused is recorded, unless it
+    # came with a threat or exposure (pay or we post).
+    if mod.get("refused"):
+        for m in matches:
+            if m.entry.category == rules.ONLINE and not m.entry.tags & {"threat", "expose"}:
+                m.unanchored = True
 
+
+# After a token ending in 我, a word the 我 owns (我同桌, 我妈, 我们): the hit is not on the writer
+# (patterns that end in 我 carry the same set as a lookahead).
+_POSSESSED = frozenset("同们家妈爸哥姐弟妹朋班爷奶舅姑姨叔婶表堂室闺")
 
 # The writer as the one something is done to: 我被…, …打我, 我的脸… (then a peer named is a witness).
 _WRITER_HURT = re.compile(r"我(被|的(头|脸|手|腿|身|照片|视频))|[打骂摸踢踹掐拍亲逼让叫要]我")
+
+
+def _blank(s: str, spans: Sequence[tuple[int, int]]) -> str:
+    """s with the given spans replaced by spaces (same length, so offsets still hold)."""
+    chars = list(s)
+    for a, b in spans:
+        chars[a:b] = " " * (b - a)
+    return "".join(chars)
+
 
 _DETERMINER = re.compile(r"(个|班|的|我|隔壁|邻居|这|那|她|他)$")
 

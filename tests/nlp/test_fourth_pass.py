@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nlp import Level, assess
+from nlp import Level, assess, detector
 
 
 @pytest.mark.parametrize(
@@ -96,3 +96,32 @@ def test_everyday_near_misses_of_the_fourth_pass(text: str) -> None:
 def test_wishing_an_overdose_is_urgent_but_taking_one_is_imminent() -> None:
     assert assess("想吃掉一整瓶安眠药").level == Level.URGENT
     assert assess("我吞了一整瓶安眠药").level == Level.IMMINENT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我妈说我再玩手机就打断我的腿 她从我三年级说到现在 腿还好好的",
+        "我奶奶说我再不吃青菜就把我卖给收破烂的",
+        "我要杀了我同桌 她把我的秘密告诉全班了",
+        "在桥上看龙舟比赛 人好多 挤死了",
+        "练跆拳道被踢到鼻子 流血了 教练说很正常",
+        "咒回里那个角色死了我哭了一晚上 作者为什么要刀我们",
+        "有人在游戏里说免费送皮肤 让我扫码 我没扫 是骗子吧",
+        "初一的时候我划过手 现在初三了 好久没划了",
+    ],
+)
+def test_wave_13_kinds_of_everyday_talk_stay_below_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
+
+
+def test_refusing_does_not_hide_a_threat_or_a_real_beating() -> None:
+    assert assess("他让我发照片 我没发 他说不发就把我之前的照片发到班群").needs_human
+    assert assess("我爸说我再哭就打死我 上次他把我打进医院了").needs_human
+    assert assess("他要杀了我 我好怕").needs_human
+
+
+def test_gamer_slang_is_idiom_to_the_rules() -> None:
+    rules_only = detector.Detector({"stage2": "off"})
+    assert not rules_only.assess("跟我哥打游戏 他说要把我按在地上摩擦").needs_human
+    assert rules_only.assess("他们把我按在地上打").needs_human
