@@ -258,6 +258,22 @@ RULES: tuple[Rule, ...] = (
         {"violence", "violence_ctx", "bully"},
     ),
     _r(
+        "drug_reaction",
+        Level.IMMINENT,
+        OTHER,
+        "a drug given to the child and symptoms now",
+        {"drug"},
+        {"medical_emergency"},
+    ),
+    _r(
+        "young_bride",
+        Level.URGENT,
+        OTHER,
+        "a young child about to be married off",
+        {"traffic"},
+        {"young", "age_gap"},
+    ),
+    _r(
         "taken_within_hours",
         Level.IMMINENT,
         OTHER,

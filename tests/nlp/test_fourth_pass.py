@@ -125,3 +125,51 @@ def test_gamer_slang_is_idiom_to_the_rules() -> None:
     rules_only = detector.Detector({"stage2": "off"})
     assert not rules_only.assess("跟我哥打游戏 他说要把我按在地上摩擦").needs_human
     assert rules_only.assess("他们把我按在地上打").needs_human
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i've been cutting again and i hate myself for it",
+        "i keep thinking about killing myself, not like a plan",
+        "he makes me take off my shirt and says not to tell",
+        "he says i'm mature for my age and wants to video call",
+        "my uncle makes us sell flowers on the street every night, we dont go to school anymore",
+        "我想让自己一点点消失 已经三天只喝水了",
+        "我身上一直都有伤 同学都以为我是打篮球摔的",
+        "有人在我桌上写婊子",
+        "牙疼了一个月 我爸说花那个钱干嘛 忍着",
+        "我只能吃他们剩的 瘦了十几斤",
+        "他们叫我去操场后面 轮流拍我的头",
+        "我妈出去打牌一整天不回 我弟尿不湿都没换",
+        "今天我跪了一整节课 膝盖都破了",
+        "宿舍的人又把我被子泼湿了",
+    ],
+)
+def test_wave_12_kinds_of_disclosure_reach_a_human(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i took a lot of pills, like 15 of my moms sleeping pills",
+        "哈哈哈我决定了 今晚就跳 反正也没人在乎",
+        "我哥给我的那个药我吃了两颗 现在心跳好快 手一直抖",
+        "my little brother wont wake up properly",
+    ],
+)
+def test_wave_12_kinds_of_emergency_are_imminent(text: str) -> None:
+    assert assess(text).level == Level.IMMINENT, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "小时候跳房子 跳皮筋 现在跳的是跳槽",
+        "为了彩礼跟我妈吵了一晚上 今晚吃火锅庆祝",
+        "我弟把我的作业本撕了一页",
+    ],
+)
+def test_wave_12_near_misses_stay_below_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
