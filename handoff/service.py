@@ -214,7 +214,7 @@ class HandoffService:
         await turn.add_event(
             "handoff.requested", {"reason": reason, "level": LEVEL_LABELS[level]}, actor=actor
         )
-        if await self.volunteers_available() == 0:
+        if await turn.volunteers_with_room(self.policy.presence_ttl) == 0:
             return notice("after_hours", conv.script_lang)
         position = await turn.waiting_ahead() + 1
         return notice("handoff_requested", conv.script_lang, position=position)

@@ -347,3 +347,61 @@ async def test_a_chat_whose_holder_vanished_goes_back_to_the_queue(desk: Desk) -
     assert any("断线" in t for cid, t in desk.delivered if cid == conv.id)  # the child is told
     await desk.service.tick()
     assert sum("断线" in t for cid, t in desk.delivered if cid == conv.id) == 1
+
+
+async def test_a_turn_counts_volunteers_with_room_on_its_own_connection(desk: Desk) -> None:
+    conv = await desk.waiting()
+    await desk.service.heartbeat(1)
+    await desk.service.heartbeat(2)
+    await desk.service.set_status(2, "away")
+    async with desk.store.turn(conv.id) as turn:
+        assert await turn.volunteers_with_room(desk.service.policy.presence_ttl) == 1
+    await desk.service.set_status(2, "available")
+    async with desk.store.turn(conv.id) as turn:
+        await turn.update(mode="human", assigned_to=1)
+    await desk.store.create_conversation(  # a second chat held by 1 fills their capacity of 2
+        channel="web",
+        address="b",
+        script_id="intake",
+        script_lang="zh-CN",
+        script_version="v",
+        state="safe",
+    )
+    other = await desk.waiting(address="c")
+    async with desk.store.turn(other.id) as turn:
+        await turn.update(mode="human", assigned_to=1)
+    async with desk.store.turn(conv.id) as turn:
+        assert await turn.volunteers_with_room(desk.service.policy.presence_ttl) == 1  # only 2
+    assert await desk.service.volunteers_available() == 1
+
+
+async def test_many_urgent_children_at_once_do_not_exhaust_a_small_pool(
+    database_url: str,
+) -> None:
+    """Each enqueue runs inside a turn that holds a connection; before, it asked the pool for a
+    second one to count volunteers, and a pool of 2 with 6 urgent turns waited forever."""
+    store = Store.open(database_url, Vault("handoff-test-secret-012345"), pool_size=1)
+    desk = Desk(store, Clock())
+    try:
+        await desk.service.heartbeat(1)
+        convs = []
+        for i in range(6):
+            convs.append(
+                await store.create_conversation(
+                    channel="web",
+                    address=f"k{i}",
+                    script_id="intake",
+                    script_lang="zh-CN",
+                    script_version="v",
+                    state="safe",
+                )
+            )
+
+        async def urgent(conv_id: str) -> str | None:
+            async with store.turn(conv_id) as turn:
+                return await desk.service.enqueue(turn, reason="detector", level=2)
+
+        texts = await asyncio.wait_for(asyncio.gather(*(urgent(c.id) for c in convs)), timeout=20)
+        assert all(t for t in texts)  # every child is told a person is coming
+    finally:
+        await store.close()
