@@ -121,7 +121,12 @@ class HandoffRepo:
                 else:
                     row.last_seen_at, row.capacity = utcnow(), capacity
 
-        await self.store._retry(op)
+        try:
+            await self.store._retry(op)
+        except IntegrityError:
+            # Two consoles of one volunteer on this process beat at once and the other inserted
+            # the row first: now it exists, so this beat is an update.
+            await self.store._retry(op)
 
     async def go_offline(self, user_id: int, instance: str) -> None:
         """The volunteer's last console on this process closed."""

@@ -405,3 +405,9 @@ async def test_many_urgent_children_at_once_do_not_exhaust_a_small_pool(
         assert all(t for t in texts)  # every child is told a person is coming
     finally:
         await store.close()
+
+
+async def test_a_volunteers_first_heartbeats_racing_do_not_fail(desk: Desk) -> None:
+    # two tabs of one console open at once: both find no presence row and both insert
+    await asyncio.gather(*(desk.service.heartbeat(5) for _ in range(8)))
+    assert await desk.service.volunteers_available() == 1
