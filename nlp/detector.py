@@ -601,7 +601,12 @@ def _anchor(
         # talk about adults, society or the news (COLD-style debates about 强奸, 家暴).
         c = clause[m.start]
         ctext = "".join(ch for i, ch in enumerate(s) if clause[i] == c)
-        if _SPEAKER.search(ctext) or any(clause[a] == c for a, _b in peers):
+        # A clause that opens with 被 and names nobody before it is about the writer (被他们关在…)
+        if (
+            _SPEAKER.search(ctext)
+            or ctext.startswith("被")
+            or any(clause[a] == c for a, _b in peers)
+        ):
             continue
         if "topic" in m.entry.tags:
             m.unanchored = True
@@ -610,7 +615,9 @@ def _anchor(
             generic = has_adult or bool(mod.get("generic"))
             m.unanchored = generic or (not speaks and (has_third or has_first))
     # Last, so that nothing above clears it: "just kidding" caps non-suicide threats.
-    if mod.get("joke"):
+    # "说是开玩笑": the bullies' excuse, not the writer taking it back
+    jokes = [a for a, _b in mod.get("joke", ()) if not _EXCUSE.search(s[max(0, a - 3) : a])]
+    if jokes:
         for m in matches:
             if m.entry.category not in (rules.SUICIDE, NO_CATEGORY):
                 m.unanchored = True
@@ -637,6 +644,8 @@ def _blank(s: str, spans: Sequence[tuple[int, int]]) -> str:
         chars[a:b] = " " * (b - a)
     return "".join(chars)
 
+
+_EXCUSE = re.compile(r"(说|说是|都说|以为|当)(是)?(在)?$")
 
 _DETERMINER = re.compile(r"(个|班|的|我|隔壁|邻居|这|那|她|他)$")
 

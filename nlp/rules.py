@@ -258,6 +258,22 @@ RULES: tuple[Rule, ...] = (
         {"violence", "violence_ctx", "bully"},
     ),
     _r(
+        "invited_alone_now",
+        Level.IMMINENT,
+        SEXUAL,
+        "an adult summoning the child alone tonight or within hours",
+        {"invited"},
+        {"tonight", "soon", "now"},
+    ),
+    _r(
+        "trapped_in_danger",
+        Level.IMMINENT,
+        NEGLECT,
+        "locked in with a danger (gas, fire)",
+        {"danger"},
+        {"locked"},
+    ),
+    _r(
         "drug_reaction",
         Level.IMMINENT,
         OTHER,
@@ -279,7 +295,7 @@ RULES: tuple[Rule, ...] = (
         OTHER,
         "a child about to be taken away or sent to work",
         {"traffic+"},
-        {"soon", "tonight", "now", "approach"},
+        {"soon", "tonight", "now", "approach", "locked"},
     ),
     _r(
         "threat_and_violence",

@@ -173,3 +173,58 @@ def test_wave_12_kinds_of_emergency_are_imminent(text: str) -> None:
 )
 def test_wave_12_near_misses_stay_below_a_human(text: str) -> None:
     assert not assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "你们能不能帮我照顾一下我的仓鼠 它叫团子",
+        "把微信里每个人都回了一遍谢谢 号等会也注销",
+        "搜了好多 哪种方式不会疼",
+        "胳膊上那些见不得人 热到不行也不能脱长袖",
+        "洗澡的时候用很烫的水冲胳膊 冲到起泡",
+        "吃多了就去厕所抠喉咙",
+        "这次比较深 用纱布包了 不想去医院",
+        "我奶奶走了以后 我经常想去找她",
+        "世界上少我一个也不会怎样",
+        "有时候觉得消失就好了",
+        "有人建了个群 群名是我名字后面加去死两个字",
+        "他们拿打火机烧我头发 说是开玩笑",
+        "被他们关在储物柜里两节课",
+        "她们把我的卫生巾贴在黑板上",
+        "补习班老师总说我发育得好 上课的时候手放我腿上",
+        "俺爹说念书没用 让俺初中不念了",
+        "我爸妈给我说了个人家 让我明年开春就过去",
+        "班主任当着全班把我的头往黑板上磕",
+        "i keep thinking everyone would be fine without me",
+        "ive been burning my arm with a lighter",
+    ],
+)
+def test_wave_14_and_15_kinds_of_disclosure_reach_a_human(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我等下就不在了 帮我照顾它",
+        "我把今天的药全吞了",
+        "屋里有股煤气味 门是从外面锁的",
+        "组长叫我今晚一个人去他宿舍 说不去就扣工资",
+        "宿管说等熄了灯就来收拾我 他上学期把一个男生打进了医院 还有十分钟熄灯",
+    ],
+)
+def test_wave_14_and_15_kinds_of_emergency_are_imminent(text: str) -> None:
+    assert assess(text).level == Level.IMMINENT, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "【安全提示】燃气泄漏时不要开关电器 立即开窗通风",
+        "他们说只是开玩笑 我也笑了",
+        "我家猫今天打疫苗了",
+    ],
+)
+def test_wave_14_and_15_near_misses_stay_below_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
