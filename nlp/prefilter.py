@@ -79,8 +79,13 @@ def required_chars(rx: re.Pattern[str]) -> frozenset[str] | None:
     return _chars(rx, _need)
 
 
+# In mixed text a space, and in any text digits (ages, times, counts), are frequent too: an
+# English pattern indexed by its letters runs only where there are Latin words.
+_FREQUENT = frozenset(" 0123456789")
+
+
 def _cost(chars: set[str]) -> int:
-    return len(chars) + 50 * len(chars & _COMMON)
+    return len(chars) + 50 * len(chars & _COMMON) + 20 * len(chars & _FREQUENT)
 
 
 def _need(items: list[tuple[Any, Any]]) -> set[str] | None:
