@@ -231,8 +231,8 @@ class Detector:
                 continue  # 被|打了我一定…: the 我 starts the next clause; passive_hit covers it
             elif len(w) > 1 and w.endswith("我") and b - 1 in norm.breaks:
                 continue  # "都杀了 我赢了": a space removed before 我 ends one clause there
-            elif len(w) > 1 and w.endswith("我") and s[b : b + 1] in _POSSESSED:
-                continue  # 要杀了我|同桌: the 我 owns the next word; patterns read 打我妈
+            elif len(w) > 1 and w.endswith("我") and s[b : b + 2] in _POSSESSED:
+                continue  # 要杀了我|同桌: the 我 owns a classmate (a threat at family still counts)
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
         for p in patterns:
@@ -438,8 +438,10 @@ class Detector:
             for m in matches
         )
         capped = False
+        # resolution that still holds ("以为都过去了 今晚他又要来" does not resolve anything)
+        resolving = bool(mod.get("resolved")) and not active & {"now", "tonight", "time"}
         if level > Level.ROUTINE:
-            resolved = bool(mod.get("resolved")) and not active & {"now", "tonight", "time"}
+            resolved = resolving
             report = bool(mod.get("report")) and not has_self
             if resolved or report:
                 level = Level.ROUTINE
@@ -497,8 +499,8 @@ class Detector:
             tuple(hits),
             # A capped or resolving message ("已经一年多没有了 现在…") lends no signal to the
             # conversation: its 现在 must not make an old cut "self-harm now".
-            frozenset(active) if not (capped or mod.get("resolved")) else frozenset(),
-            sig_text if not (capped or mod.get("resolved")) else (),
+            frozenset(active) if not (capped or resolving) else frozenset(),
+            sig_text if not (capped or resolving) else (),
             capped,
             subject if subject != "none" else _majority([m.subject for m in matches if m.active]),
         )
@@ -629,9 +631,10 @@ def _anchor(
                 m.unanchored = True
 
 
-# After a token ending in 我, a word the 我 owns (我同桌, 我妈, 我们): the hit is not on the writer
-# (patterns that end in 我 carry the same set as a lookahead).
-_POSSESSED = frozenset("同们家妈爸哥姐弟妹朋班爷奶舅姑姨叔婶表堂室闺")
+# After a token ending in 我, a classmate the 我 owns (我同桌): the hit is not on the writer, and
+# 我要杀了我同桌 is a child's venting (patterns ending in 我 carry the same words as a lookahead).
+# 我们 includes the writer and 我妈 is a threat in the home: both still count.
+_POSSESSED = frozenset({"同桌", "同学", "朋友", "闺蜜", "室友", "班上", "班里"})
 
 # The writer as the one something is done to: 我被…, …打我, 我的脸… (then a peer named is a witness).
 _WRITER_HURT = re.compile(r"我(被|的(头|脸|手|腿|身|照片|视频))|[打骂摸踢踹掐拍亲逼让叫要]我")
@@ -645,7 +648,8 @@ def _blank(s: str, spans: Sequence[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-_EXCUSE = re.compile(r"(说|说是|都说|以为|当)(是)?(在)?$")
+# "说是开玩笑" is the bullies' excuse, "我没开玩笑" insists: neither takes anything back.
+_EXCUSE = re.compile(r"(说|说是|都说|以为|当|没|没有|不是|别|不)(是)?(在)?(跟你)?$")
 
 _DETERMINER = re.compile(r"(个|班|的|我|隔壁|邻居|这|那|她|他)$")
 

@@ -8,7 +8,8 @@ nlp/train.py (weights shipped in nlp/data/stage2.json, nothing downloaded at run
   the team's labelled dev waves against the everyday corpus; `category` (one softmax head over
   the seven categories) names what it saw.
 - `imminent`: among harmful messages, is the danger now or within hours (the dev waves'
-  imminent rows against their urgent ones)? It may raise urgent to imminent, nothing else.
+  imminent rows against their urgent ones)? It raises urgent to imminent: urgent from the rules,
+  or from the harm head on the same message (so the model alone can call a message imminent).
 
 The detector lets it raise a level the rules found, never lower one."""
 

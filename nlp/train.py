@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     out = export(fit(texts, kind, cat, now), thresholds)
     out["about"] = (
-        "TF-IDF char 1-3-grams (Han only); heads: distress (sos1k_train vs nlp/corpus "
+        f"TF-IDF char {N_MIN}-{N_MAX}-grams (Han only); heads: distress (sos1k_train vs nlp/corpus "
         "everyday), risk (sos1k_train level>=6), harm (dev waves urgent/imminent vs the rest "
         "and everyday), imminent (harmful dev rows: imminent vs urgent), category (dev waves); "
         "trained by nlp/train.py"

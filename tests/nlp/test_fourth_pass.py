@@ -178,7 +178,6 @@ def test_wave_12_near_misses_stay_below_a_human(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "你们能不能帮我照顾一下我的仓鼠 它叫团子",
         "把微信里每个人都回了一遍谢谢 号等会也注销",
         "搜了好多 哪种方式不会疼",
         "胳膊上那些见不得人 热到不行也不能脱长袖",
@@ -227,4 +226,55 @@ def test_wave_14_and_15_kinds_of_emergency_are_imminent(text: str) -> None:
     ],
 )
 def test_wave_14_and_15_near_misses_stay_below_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
+
+
+def test_a_pets_care_arranged_is_recorded_and_with_a_goodbye_imminent() -> None:
+    assert assess("你们能不能帮我照顾一下我的仓鼠 它叫团子").level == Level.ROUTINE
+    assert assess("帮我照顾一下我的仓鼠 我等下就不在了").level == Level.IMMINENT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "他说敢告诉老师就打死我",
+        "军训的时候被教官打",
+        "爸爸喝醉了就打我们",
+        "他每天都打我同时还骂我",
+        "我爸说要杀了我妈",
+        "我没开玩笑，他真的打我了",
+    ],
+)
+def test_review_threats_and_beatings_that_the_masks_must_not_hide(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "感冒药都吃了",
+        "轮胎没气了",
+        "差点晕过去了",
+        "I took 2 pills for my headache",
+        "I won't wake up early tomorrow",
+        "在栏杆上压腿",
+        "又多了两道题",
+        "作业做完就舒服多了",
+        "痘痘消失了就好了",
+        "洗澡的时候看手机",
+        "妈妈给我买了好东西",
+        "开会要共享屏幕",
+        "她是老师最喜欢的学生",
+        "摸到桌子下面",
+        "高数被挂了",
+        "ps了一张照片",
+        "我妈打的毛衣",
+        "从楼梯上摔下来了",
+        "小号注销了",
+        "I hurt my leg",
+        "I don't go to school on Saturday",
+        "路过门口",
+    ],
+)
+def test_review_everyday_phrases_stay_below_a_human(text: str) -> None:
     assert not assess(text).needs_human, assess(text)

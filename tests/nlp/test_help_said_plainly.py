@@ -82,7 +82,7 @@ def test_a_plea_after_earlier_violence_is_imminent() -> None:
     "text",
     [
         "我吞了一瓶药",
-        "我吃了很多药",
+        "我吞了很多药",
         "刚刚喝了农药",
         "他拿刀对着我",
         "我爸把我妈打晕了",
@@ -129,3 +129,9 @@ def test_everyday_near_misses_stay_below_a_human(text: str) -> None:
 def test_a_pregnancy_is_recorded_and_a_young_one_reaches_a_human() -> None:
     assert assess("我怀孕了 怎么办").level == Level.ROUTINE
     assert assess("我怀孕了 怎么办", history=("我才13岁",)).needs_human
+
+
+def test_many_pills_eaten_is_recorded_and_with_death_talk_reaches_a_human() -> None:
+    assert assess("我吃了很多药").level == Level.ROUTINE  # a sick child takes medicine too
+    assert assess("我感冒了，吃了好多药还是不好").level <= Level.ROUTINE
+    assert assess("吃了很多药", history=("不想活了",)).needs_human
