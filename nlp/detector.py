@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,9 @@ class Detector:
         )
         # Only patterns whose first character occurs in a text are run on it (exact).
         self._pindex = PatternIndex([p.regex for p in self.patterns])
+        # The shortcut only asks whether a pattern that weighs anything matches: its own index.
+        self._weighted_rx = [p.regex for p in self.patterns if p.entry.weight > 0]
+        self._windex = PatternIndex(self._weighted_rx)
         # For stage-2 raises with no rule hit: is the text about another child? (我同桌…)
         peers = sorted(
             (t for t, e in self.terms.items() if "peer" in e.tags), key=len, reverse=True
@@ -198,10 +202,19 @@ class Detector:
 
     def _analyse_norm(self, text: str, norm: Normalised) -> Analysis:
         s = norm.text
-        patterns = [self.patterns[i] for i in self._pindex.candidates(s)]
         if not s.strip() or (
             self._candidates.search(s) is None
-            and not any(p.regex.search(s) for p in patterns if p.entry.weight > 0)
+            and next(  # the first weighted pattern that matches, looped in C
+                filter(
+                    None,
+                    map(
+                        methodcaller("search", s),
+                        [self._weighted_rx[i] for i in self._windex.candidates(s)],
+                    ),
+                ),
+                None,
+            )
+            is None
         ):
             raised = self._second_opinion(text, norm, Level.NONE, False)
             if raised is None:
@@ -209,6 +222,7 @@ class Detector:
             level, hit = raised
             subject = self._subject_without_hits(s)
             return Analysis(level, (hit.category,), subject, (hit,), frozenset(), (), False)
+        patterns = [self.patterns[i] for i in self._pindex.candidates(s)]
         tokens = self._tokens(s)
         tok_at = [0] * (len(s) + 1)  # character -> index of the token containing it
         for idx, (_w, a, b) in enumerate(tokens):
@@ -321,9 +335,10 @@ class Detector:
             new, p, head = Level.ROUTINE, sc.distress, "distress"
         else:
             return None
-        cat, gram = m.explain(s, head)
-        if head not in ("harm", "imminent"):
-            cat = rules.SUICIDE  # the tree-hole heads only ever see suicide talk
+        named = head in ("harm", "imminent")  # the tree-hole heads only ever see suicide talk
+        cat, gram = m.explain(seen, head, category=named)
+        if not named:
+            cat = rules.SUICIDE
         # The hit points at the n-gram that weighed most, so a volunteer sees what the model saw.
         i = s.find(gram) if gram else -1
         o0, o1 = norm.span(i, i + len(gram)) if i >= 0 else (0, len(text))

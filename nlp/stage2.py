@@ -147,19 +147,23 @@ class Stage2:
         }
         return Scores(p["distress"], p["risk"], p["harm"], p.get("imminent", 0.0))
 
-    def explain(self, norm_text: str, head: str) -> tuple[str, str]:
-        """Why `head` fired: the category the category head thinks most likely, and the n-gram
-        (>= 2 characters) that pushed `head` up most. Only asked when stage 2 raises a level."""
+    def explain(self, norm_text: str, head: str, category: bool = True) -> tuple[str, str]:
+        """Why `head` fired: the category the category head thinks most likely ("" when not
+        asked for), and the n-gram (>= 2 characters) that pushed `head` up most. Only asked
+        when stage 2 raises a level."""
         tf = {g: self._weights(g, k) for g, k in self._known(norm_text).items()}
-        norm = math.sqrt(sum(w[0] for w in tf.values())) or 1.0
-        z = list(self.cat_intercepts)
         col = 1 + self.heads.index(head)
         evidence, top = "", 0.0
         for g, w in tf.items():
-            for i, x in enumerate(self.cat_coefs.get(g, ())):
-                z[i] += math.sqrt(w[0]) / norm * x  # the TF-IDF value of g times its coef
             if w[col] > top and len(g) > 1:
                 evidence, top = g, w[col]
+        if not category:
+            return "", evidence
+        norm = math.sqrt(sum(w[0] for w in tf.values())) or 1.0
+        z = list(self.cat_intercepts)
+        for g, w in tf.items():
+            for i, x in enumerate(self.cat_coefs.get(g, ())):
+                z[i] += math.sqrt(w[0]) / norm * x  # the TF-IDF value of g times its coef
         return self.categories[max(range(len(z)), key=z.__getitem__)], evidence
 
 
