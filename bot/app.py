@@ -35,6 +35,8 @@ from handoff.notices import notice
 from handoff.service import HandoffService, Policy
 from storage.crypto import Vault, load_or_create_secret
 from storage.migrate import upgrade
+from storage.models import utcnow
+from storage.retention import purge_closed
 from storage.store import Store
 from storage.views import ConversationView
 
@@ -117,6 +119,8 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             await channel.start(ctx)
         if settings.recover_unanswered:
             spawn(app, recover(app))
+        if settings.retention_days > 0:
+            spawn(app, purge(app, timedelta(days=settings.retention_days)))
         spawn(app, handoff_clock(app))
         yield
         for task in list(app[TASKS]):
@@ -189,6 +193,21 @@ async def recover(app: web.Application, period: float = 30.0) -> None:
             log.exception("recovery sweep failed")
         # Later sweeps take only messages old enough that no live turn can be on them.
         older_than = timedelta(seconds=period)
+        await asyncio.sleep(period)
+
+
+async def purge(app: web.Application, keep: timedelta, period: float = 3600.0) -> None:
+    """Hourly: drop what children wrote in conversations closed longer than `keep` ago."""
+    store = app[STORE]
+    while True:
+        try:
+            n = await purge_closed(store, utcnow() - keep)
+            if n:
+                log.info("retention: purged %d closed conversation(s)", n)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database away for a moment: the next hour tries again
+            log.exception("retention purge failed")
         await asyncio.sleep(period)
 
 

@@ -56,6 +56,34 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_purge(args: argparse.Namespace) -> int:
+    """Purge what children wrote in conversations closed more than --days ago."""
+    from datetime import timedelta
+
+    from storage.crypto import Vault, load_or_create_secret
+    from storage.models import utcnow
+    from storage.retention import purge_closed
+    from storage.store import Store
+
+    settings = Settings.from_env()
+    days = settings.retention_days if args.days is None else args.days
+    if days <= 0:
+        print("retention is off (QINGTING_RETENTION_DAYS=0): nothing purged")
+        return 0
+
+    async def run() -> int:
+        vault = Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
+        store = Store.open(settings.database_url, vault)
+        try:
+            return await purge_closed(store, utcnow() - timedelta(days=days))
+        finally:
+            await store.close()
+
+    n = asyncio.run(run())
+    print(f"purged {n} conversation(s) closed more than {days:g} days ago")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate dialogue script files."""
     from dialogs.cli import validate_main
@@ -126,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    pg = dbsub.add_parser("purge", help="drop children's words from long-closed conversations")
+    pg.add_argument("--days", type=float, default=None, help="default QINGTING_RETENTION_DAYS")
+    pg.set_defaults(func=cmd_db_purge)
 
     d = sub.add_parser("dialogs", help="dialogue scripts")
     dsub = d.add_subparsers(dest="dialogs_command", required=True)

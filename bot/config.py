@@ -56,6 +56,8 @@ class Settings:
     reassure_seconds: float = 90.0
     volunteer_capacity: int = 3
     recover_unanswered: bool = True
+    # Days a closed conversation (all its leads closed) keeps what the child wrote; 0: forever.
+    retention_days: float = 180.0
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
 
     def __post_init__(self) -> None:
@@ -107,6 +109,7 @@ class Settings:
             sla_imminent_seconds=num("QINGTING_SLA_IMMINENT_SECONDS", 30.0),
             reassure_seconds=num("QINGTING_REASSURE_SECONDS", 90.0),
             volunteer_capacity=int(num("QINGTING_VOLUNTEER_CAPACITY", 3)),
+            retention_days=num("QINGTING_RETENTION_DAYS", 180.0),
             wechat=wechat,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})

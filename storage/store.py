@@ -677,7 +677,7 @@ class Store:
             id=r.id,
             channel=r.channel,
             reporter_id=r.reporter_id,
-            address=self.vault.decrypt(r.address_enc),
+            address=self.vault.decrypt(r.address_enc) if r.address_enc else "",  # "": purged
             script_id=r.script_id,
             script_lang=r.script_lang,
             script_version=r.script_version,

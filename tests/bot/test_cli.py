@@ -1,4 +1,4 @@
-"""The `qingting` command: chat in a terminal, db upgrade, dialogs validate."""
+"""The `qingting` command: chat in a terminal, db upgrade and purge, dialogs validate."""
 
 from __future__ import annotations
 
@@ -58,6 +58,16 @@ def test_db_upgrade_creates_the_sqlite_file(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "qingting.db").exists()
     again = run(["db", "upgrade"], tmp_path)
     assert again.returncode == 0
+
+
+def test_db_purge_reports_what_it_did_and_can_be_switched_off(tmp_path: Path) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    out = run(["db", "purge", "--days", "30"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "purged 0 conversation(s) closed more than 30 days ago" in out.stdout
+    off = run(["db", "purge"], tmp_path, extra={"QINGTING_RETENTION_DAYS": "0"})
+    assert off.returncode == 0, off.stderr
+    assert "retention is off" in off.stdout
 
 
 def test_dialogs_validate(tmp_path: Path) -> None:
