@@ -2,7 +2,7 @@
 
 A conversation that has been closed for longer than the retention period, and whose leads are
 all closed (办结), loses everything written by or about the child: its messages, the volunteers'
-notes and hit marks, the channel address, the script slots and the web token, and its leads'
+notes and hit marks, the notes on its leads' state changes, the channel address, the script slots and the web token, and its leads'
 summaries and districts. What stays has no child-written text: the conversation's mode, level,
 categories and timestamps, the lead codes and their states, the event and audit logs. A child who
 comes back with a lead code is still recognised; the transcript is gone."""
@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 
 from storage.handoff_repo import LEAD_STATES
 from storage.models import Conversation, Event, Lead, Message, utcnow
-from storage.models_handoff import HitMark, Note
+from storage.models_handoff import HitMark, LeadEvent, Note
 from storage.store import Store
 
 FINAL_LEAD_STATE = LEAD_STATES[-1]
@@ -63,6 +63,10 @@ async def _purge_batch(store: Store, closed_before: datetime) -> int:
             update(Lead)
             .where(Lead.conversation_id.in_(ids))
             .values(summary_enc=None, district_enc=None)
+        )
+        lead_ids = select(Lead.id).where(Lead.conversation_id.in_(ids))
+        await s.execute(
+            update(LeadEvent).where(LeadEvent.lead_id.in_(lead_ids)).values(note_enc=None)
         )
         await s.execute(
             update(Conversation)

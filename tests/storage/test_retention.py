@@ -81,11 +81,13 @@ async def test_a_case_still_being_worked_keeps_its_transcript(database_url: str)
         )
         for state in LEAD_STATES[2:]:
             await HandoffRepo(store).set_lead_state(
-                lead.id, state, user_id=1, username="s", note=None
+                lead.id, state, user_id=1, username="s", note="已联系学校 孩子说父亲打她"
             )
         assert await purge_closed(store, utcnow() - timedelta(days=180)) == 1
         assert await store.transcript(cid) == []
         after = await HandoffRepo(store).get_lead(lead.id)
         assert after is not None and after.code == "QT-TEST-1" and after.summary is None
+        history = await HandoffRepo(store).lead_history(lead.id)
+        assert history and all(h["note"] is None for h in history)
     finally:
         await store.close()
