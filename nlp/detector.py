@@ -243,10 +243,8 @@ class Detector:
                     mod.setdefault(t, []).append((a, b))
             elif w.endswith("我") and a > 0 and s[a - 1] == "被":
                 continue  # 被|打了我一定…: the 我 starts the next clause; passive_hit covers it
-            elif len(w) > 1 and w.endswith("我") and b - 1 in norm.breaks:
-                continue  # "都杀了 我赢了": a space removed before 我 ends one clause there
-            elif len(w) > 1 and w.endswith("我") and s[b : b + 2] in _POSSESSED:
-                continue  # 要杀了我|同桌: the 我 owns a classmate (a threat at family still counts)
+            elif _me_elsewhere(s, a, b, norm.breaks):
+                continue
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
         for p in patterns:
@@ -260,7 +258,7 @@ class Detector:
                 elif p.entry.category == NO_CATEGORY and p.entry.weight == 0:
                     for t in p.entry.tags:
                         mod.setdefault(t, []).append((a, b))
-                else:
+                elif not _me_elsewhere(s, a, b, norm.breaks):
                     matches.append(_Match(a, b, p.entry, f"pattern:{p.entry.name}"))
         if masks:
             # A mask hides what it overlaps, not a longer hit around it (把自己|饿死|: the
@@ -646,10 +644,20 @@ def _anchor(
                 m.unanchored = True
 
 
-# After a token ending in 我, a classmate the 我 owns (我同桌): the hit is not on the writer, and
-# 我要杀了我同桌 is a child's venting (patterns ending in 我 carry the same words as a lookahead).
-# 我们 includes the writer and 我妈 is a threat in the home: both still count.
+# After a hit ending in 我, a classmate the 我 owns (我同桌): the hit is not on the writer, and
+# 我要杀了我同桌 is a child's venting. 我们 includes the writer and 我妈 is a threat in the home:
+# both still count.
 _POSSESSED = frozenset({"同桌", "同学", "朋友", "闺蜜", "室友", "班上", "班里"})
+
+
+def _me_elsewhere(s: str, a: int, b: int, breaks: frozenset[int]) -> bool:
+    """True when a lexicon or pattern hit ends on a 我 that is not the one hurt: the 我 starts the
+    next clause ("都杀了 我赢了", a space removed before it), or owns a classmate written straight
+    after it (要杀了我同桌; "要杀了我 同学都看见了" has a break there and still counts)."""
+    if b - a < 2 or s[b - 1] != "我":
+        return False
+    return b - 1 in breaks or (b not in breaks and s[b : b + 2] in _POSSESSED)
+
 
 # The writer as the one something is done to: 我被…, …打我, 我的脸… (then a peer named is a witness).
 _WRITER_HURT = re.compile(r"我(被|的(头|脸|手|腿|身|照片|视频))|[打骂摸踢踹掐拍亲逼让叫要]我")

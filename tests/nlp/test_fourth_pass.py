@@ -243,6 +243,8 @@ def test_a_pets_care_arranged_is_recorded_and_with_a_goodbye_imminent() -> None:
         "他每天都打我同时还骂我",
         "我爸说要杀了我妈",
         "我没开玩笑，他真的打我了",
+        "他要杀了我 同学都看见了",  # a break after 我: the classmate is not owned by it
+        "他说要杀了我 朋友都不信",
     ],
 )
 def test_review_threats_and_beatings_that_the_masks_must_not_hide(text: str) -> None:
