@@ -287,8 +287,7 @@ class Detector:
                 if clause[m.start] == clause[a] and not (m.start <= a and b <= m.end):
                     m.past = True  # a cue inside the hit is the hit's own wording (不再为人)
         _anchor(matches, tokens, mod, s, clause)
-        mod["masked"] = masks  # stage 2 does not read what the rules found to be idiom
-        return self._decide(text, norm, matches, mod)
+        return self._decide(text, norm, matches, mod, masks)
 
     def _subject_without_hits(self, s: str) -> str:
         """'other' when another child is named and the writer is not the one hurt, else 'self'."""
@@ -303,6 +302,7 @@ class Detector:
         level: Level,
         suicide_talk: bool,
         masked: Sequence[tuple[int, int]] = (),
+        named: str | None = None,
     ) -> tuple[Level, Hit] | None:
         """Stage 2 may raise: harm happening now to imminent; a child's message that reads like
         harm needing a human, or a tree-hole text with a plan emerging, to urgent; one that only
@@ -333,10 +333,13 @@ class Detector:
             new, p, head = Level.ROUTINE, sc.distress, "distress"
         else:
             return None
-        named = head in ("harm", "imminent")  # the tree-hole heads only ever see suicide talk
-        cat, gram = m.explain(seen, head, category=named)
-        if not named:
-            cat = rules.SUICIDE
+        # the category: the rules' own for "now", the model's for harm it alone found, suicide
+        # for the tree-hole heads (they only ever see suicide talk)
+        fixed = named if head == "imminent" and named else None
+        if head not in ("harm", "imminent"):
+            fixed = rules.SUICIDE
+        cat, gram = m.explain(seen, head, category=fixed is None)
+        cat = fixed or cat
         # The hit points at the n-gram that weighed most, so a volunteer sees what the model saw.
         i = s.find(gram) if gram else -1
         o0, o1 = norm.span(i, i + len(gram)) if i >= 0 else (0, len(text))
@@ -416,7 +419,12 @@ class Detector:
 
     # ---------------------------------------------------------------- decision
     def _decide(
-        self, text: str, norm: Normalised, matches: list[_Match], mod: dict[str, Any]
+        self,
+        text: str,
+        norm: Normalised,
+        matches: list[_Match],
+        mod: dict[str, Any],
+        masks: Sequence[tuple[int, int]] = (),
     ) -> Analysis:
         s = norm.text
         active: set[str] = set()
@@ -454,9 +462,8 @@ class Detector:
         # resolution that still holds ("以为都过去了 今晚他又要来" does not resolve anything)
         resolving = bool(mod.get("resolved")) and not active & {"now", "tonight", "time"}
         if level > Level.ROUTINE:
-            resolved = resolving
             report = bool(mod.get("report")) and not has_self
-            if resolved or report:
+            if resolving or report:
                 level = Level.ROUTINE
                 cat_level = {c: min(v, Level.ROUTINE) for c, v in cat_level.items()}
                 capped = True
@@ -478,13 +485,12 @@ class Detector:
                 and m.entry.tags & rules.S_CTX
                 for m in matches
             )
-            raised = self._second_opinion(text, norm, level, sui, mod.get("masked", ()))
+            # stage 2 does not read what the rules masked as idiom; "now" raises the harm the
+            # rules already named, not a category of its own
+            named = max(cat_level, key=cat_level.__getitem__) if cat_level else None
+            raised = self._second_opinion(text, norm, level, sui, masks, named)
             if raised is not None:
                 level, hit = raised
-                if hit.rule.startswith("stage2:imminent") and cat_level:
-                    # "now" raises the harm the rules already named, not a category of its own
-                    top = max(cat_level, key=cat_level.__getitem__)
-                    hit = Hit(hit.text, hit.start, hit.end, top, hit.weight, hit.rule)
                 hits.append(hit)
                 cat_level[hit.category] = max(cat_level.get(hit.category, Level.NONE), level)
         cats = _order_categories({c: v for c, v in cat_level.items() if v > Level.NONE})
@@ -687,8 +693,9 @@ _LATIN = re.compile(r"[a-z]")
 
 def _near_window(s: str) -> int:
     """How close signals must be to combine: wider when the message is mostly English."""
-    latin = len(_LATIN.findall(s))
-    return NEAR_LATIN if latin > 2 * len(content(s)) else NEAR
+    if _LATIN.search(s) is None:  # most messages: no Latin letter at all
+        return NEAR
+    return NEAR_LATIN if len(_LATIN.findall(s)) > 2 * len(content(s)) else NEAR
 
 
 def _local_rules(
