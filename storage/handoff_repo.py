@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +58,19 @@ class PresenceView:
     def has_room(self) -> bool:
         """Available, with fewer chats than capacity."""
         return self.status == "available" and self.active < self.capacity
+
+
+def presence_views(rows: Iterable[tuple[int, str, int, int, datetime]]) -> list[PresenceView]:
+    """One view per volunteer, by user id, from presence rows (user, status, capacity, open
+    chats, last seen): the freshest row of each user speaks for them (one row per process)."""
+    views: dict[int, PresenceView] = {}
+    for user_id, status, capacity, active, seen in sorted(
+        rows, key=lambda r: -_aware(r[4]).timestamp()
+    ):
+        views.setdefault(
+            user_id, PresenceView(user_id, status, int(capacity), int(active), _aware(seen))
+        )
+    return sorted(views.values(), key=lambda v: v.user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +170,11 @@ class HandoffRepo:
                     select(Presence, func.coalesce(active.c.n, 0))
                     .outerjoin(active, active.c.assigned_to == Presence.user_id)
                     .where(Presence.last_seen_at >= cutoff)
-                    .order_by(Presence.user_id, Presence.last_seen_at.desc())
                 )
-                views: dict[int, PresenceView] = {}
-                for p, n in (await s.execute(q)).all():
-                    views.setdefault(  # the freshest row of each user speaks for them
-                        p.user_id,
-                        PresenceView(
-                            p.user_id, p.status, p.capacity, int(n), _aware(p.last_seen_at)
-                        ),
-                    )
-                return list(views.values())
+                return presence_views(
+                    (p.user_id, p.status, p.capacity, n, p.last_seen_at)
+                    for p, n in (await s.execute(q)).all()
+                )
 
         return await self.store._retry(op)
 

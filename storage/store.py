@@ -851,27 +851,26 @@ class Turn:
 
     async def volunteers_with_room(self, ttl: timedelta) -> int:
         """Volunteers with a console heartbeat fresher than ttl, available, with room for one
-        more chat. Read on this turn's own connection: asking the pool for a second one while
-        the turn holds its first can exhaust it when many urgent turns run at once."""
+        more chat (HandoffRepo.online's answer). Read on this turn's own connection: asking the
+        pool for a second one while the turn holds its first can exhaust it when many urgent
+        turns run at once."""
+        from storage.handoff_repo import presence_views
         from storage.models_handoff import Presence
 
         await self._autoflush()
-        cutoff = self._store._codec(Presence.__table__).dump("last_seen_at", utcnow() - ttl)
+        codec = self._store._codec(Presence.__table__)
         rows = await self._lk.one(
             "rows",
-            "SELECT p.user_id, p.status, p.capacity, p.last_seen_at, "
-            "(SELECT count(*) FROM conversations c WHERE c.mode = 'human' "
-            "AND c.assigned_to = p.user_id) FROM presence p WHERE p.last_seen_at >= ?",
-            (cutoff,),
+            f"SELECT {codec.select}, (SELECT count(*) FROM conversations c WHERE "
+            "c.mode = 'human' AND c.assigned_to = presence.user_id) "
+            "FROM presence WHERE last_seen_at >= ?",
+            (codec.dump("last_seen_at", utcnow() - ttl),),
         )
-        freshest: dict[int, tuple[Any, str, int, int]] = {}
-        for user_id, status, capacity, seen, active in rows:
-            # the freshest row of each user speaks for them (one row per serving process)
-            if user_id not in freshest or seen > freshest[user_id][0]:
-                freshest[user_id] = (seen, status, int(capacity), int(active))
-        return sum(
-            1 for _s, status, cap, n in freshest.values() if status == "available" and n < cap
+        recs = [(codec.load(r[:-1]), r[-1]) for r in rows]
+        views = presence_views(
+            (p.user_id, p.status, p.capacity, n, p.last_seen_at) for p, n in recs
         )
+        return sum(v.has_room for v in views)
 
     async def waiting_ahead(self) -> int:
         """How many waiting conversations rank before this one (higher risk, or same and older)."""
