@@ -14,7 +14,7 @@ from aiohttp import web
 import nlp
 from bot.channels.base import Channel, ChannelContext, Outbound, log_failure
 from bot.channels.webchat import WebChatChannel
-from bot.config import Settings
+from bot.config import Settings, open_store
 from bot.errors import json_errors
 from bot.keys import (
     BUS,
@@ -33,11 +33,9 @@ from dialogs import DialogEngine, ScriptLibrary
 from handoff.bus import create_bus
 from handoff.notices import notice
 from handoff.service import HandoffService, Policy
-from storage.crypto import Vault, load_or_create_secret
 from storage.migrate import upgrade
 from storage.models import utcnow
 from storage.retention import purge_closed
-from storage.store import Store
 from storage.views import ConversationView
 
 log = logging.getLogger(__name__)
@@ -80,10 +78,9 @@ def build_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[METRICS] = Metrics()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        vault = Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
         if migrate:
             await upgrade(settings.database_url)
-        store = Store.open(settings.database_url, vault)
+        store = open_store(settings)
         bus = create_bus(settings.redis_url)
         await bus.start()
         handoff = HandoffService(

@@ -60,10 +60,9 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
     """Purge what children wrote in conversations closed more than --days ago."""
     from datetime import timedelta
 
-    from storage.crypto import Vault, load_or_create_secret
+    from bot.config import open_store
     from storage.models import utcnow
     from storage.retention import purge_closed
-    from storage.store import Store
 
     settings = Settings.from_env()
     days = settings.retention_days if args.days is None else args.days
@@ -72,8 +71,7 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
         return 0
 
     async def run() -> int:
-        vault = Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
-        store = Store.open(settings.database_url, vault)
+        store = open_store(settings)
         try:
             return await purge_closed(store, utcnow() - timedelta(days=days))
         finally:

@@ -6,7 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage.store import Store
 
 
 class ConfigError(ValueError):
@@ -113,3 +116,13 @@ class Settings:
             wechat=wechat,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def open_store(settings: Settings) -> Store:
+    """The store of these settings: their database, with the secret key (generated into var/ on
+    first use) that encrypts what children write."""
+    from storage.crypto import Vault, load_or_create_secret
+    from storage.store import Store
+
+    vault = Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
+    return Store.open(settings.database_url, vault)

@@ -11,15 +11,13 @@ from typing import TextIO
 import nlp
 from bot.app import load_library
 from bot.channels.base import Inbound, Outbound, as_numbered_text
-from bot.config import Settings
+from bot.config import Settings, open_store
 from bot.console.scripts_api import add_uploads
 from bot.pipeline import ConversationClosed, Pipeline
 from dialogs import DialogEngine
 from handoff.bus import create_bus
 from handoff.service import HandoffService
-from storage.crypto import Vault, load_or_create_secret
 from storage.migrate import upgrade
-from storage.store import Store
 
 
 def show(messages: list[Outbound], out: TextIO) -> None:
@@ -40,9 +38,7 @@ async def run_terminal_chat(
     """Chat until end of input or the script ends; returns an exit code."""
     inp, out = stdin or sys.stdin, stdout or sys.stdout
     await upgrade(settings.database_url)
-    store = Store.open(
-        settings.database_url, Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
-    )
+    store = open_store(settings)
     bus = create_bus(None)
     await bus.start()
     try:

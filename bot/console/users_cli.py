@@ -7,12 +7,10 @@ import secrets
 import sys
 from typing import TextIO
 
-from bot.config import Settings
+from bot.config import Settings, open_store
 from storage.accounts import Accounts, UserExists, UserView
-from storage.crypto import Vault, load_or_create_secret
 from storage.migrate import upgrade_sync
 from storage.models_accounts import ROLES
-from storage.store import Store
 
 GENERATED_BYTES = 15  # token_urlsafe(15) is 20 characters, ~120 bits
 
@@ -55,8 +53,7 @@ def user_add_main(
 
 
 async def _add(settings: Settings, name: str, role: str, password: str) -> UserView:
-    vault = Vault(load_or_create_secret(settings.var_dir, settings.secret_key))
-    store = Store.open(settings.database_url, vault)
+    store = open_store(settings)
     try:
         return await Accounts(store).add_user(name, role, password)
     finally:
