@@ -2,10 +2,12 @@
 
 A conversation that has been closed for longer than the retention period, and whose leads are
 all closed (办结), loses everything written by or about the child: its messages, the volunteers'
-notes and hit marks, the notes on its leads' state changes, the channel address, the script slots and the web token, and its leads'
-summaries and districts. What stays has no child-written text: the conversation's mode, level,
-categories and timestamps, the lead codes and their states, the event and audit logs. A child who
-comes back with a lead code is still recognised; the transcript is gone."""
+notes and hit marks, the notes on its leads' state changes, the channel address and the script
+slots, and its leads' summaries and districts. What stays has no child-written text: the
+conversation's mode, level, categories and timestamps, the lead codes and their states, the
+event and audit logs. A child who comes back with a lead code is still recognised, and a web
+chat's token still opens the closed chat, so its page says the chat has ended; the transcript is
+gone."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ async def _purge_batch(store: Store, closed_before: datetime) -> int:
                     .where(
                         Conversation.mode == "closed",
                         Conversation.closed_at < closed_before,
-                        Conversation.token_digest.is_not(None) | (Conversation.address_enc != b""),
+                        Conversation.address_enc != b"",  # b"": purged already
                         ~open_lead,
                     )
                     .limit(BATCH)
@@ -71,7 +73,7 @@ async def _purge_batch(store: Store, closed_before: datetime) -> int:
         await s.execute(
             update(Conversation)
             .where(Conversation.id.in_(ids))
-            .values(address_enc=b"", slots_enc=b"", token_digest=None, updated_at=utcnow())
+            .values(address_enc=b"", slots_enc=b"", updated_at=utcnow())
         )
         now = utcnow()
         s.add_all(

@@ -21,6 +21,7 @@ async def _conversation(store: Store, address: str, *, closed_days_ago: float | 
         script_version="v",
         state="what",
         slots={"district": "浦东"},
+        token=f"token-{address}",
     )
     await store.store_inbound(
         conv.id, channel="wechat", message_id=f"{address}-1", text="他又打我了"
@@ -56,6 +57,8 @@ async def test_purge_drops_childrens_words_only_from_long_closed_conversations(
         assert await repo.notes(old) == []
         assert gone.mode == "closed" and gone.risk_level == 0  # the record stays, without words
         assert any(e["type"] == "conversation.purged" for e in await store.events(old))
+        # the child's web page can still learn that the chat has ended
+        assert (await store.conversation_for_token(old, "token-openid-old")).mode == "closed"
         for kept in (recent, still_open):
             view = await _view(store, kept)
             assert view.address.startswith("openid-") and view.slots == {"district": "浦东"}
