@@ -62,8 +62,9 @@ class Desk:
     async def _deliver(self, conv: ConversationView, texts) -> None:
         self.delivered += [(conv.id, t) for t in texts]
 
-    async def waiting(self, level: int = 2, address: str = "child") -> ConversationView:
-        conv = await self.store.create_conversation(
+    async def conversation(self, address: str = "child") -> ConversationView:
+        """A new web conversation, still with the bot."""
+        return await self.store.create_conversation(
             channel="web",
             address=address,
             script_id="intake",
@@ -71,6 +72,9 @@ class Desk:
             script_version="v",
             state="safe",
         )
+
+    async def waiting(self, level: int = 2, address: str = "child") -> ConversationView:
+        conv = await self.conversation(address)
         async with self.store.turn(conv.id) as turn:
             conv = await turn.update(mode="waiting", risk_level=level, waiting_since=self.clock())
         return conv
@@ -359,15 +363,7 @@ async def test_a_turn_counts_volunteers_with_room_on_its_own_connection(desk: De
     await desk.service.set_status(2, "available")
     async with desk.store.turn(conv.id) as turn:
         await turn.update(mode="human", assigned_to=1)
-    await desk.store.create_conversation(  # a second chat held by 1 fills their capacity of 2
-        channel="web",
-        address="b",
-        script_id="intake",
-        script_lang="zh-CN",
-        script_version="v",
-        state="safe",
-    )
-    other = await desk.waiting(address="c")
+    other = await desk.waiting(address="c")  # a second chat held by 1 fills their capacity of 2
     async with desk.store.turn(other.id) as turn:
         await turn.update(mode="human", assigned_to=1)
     async with desk.store.turn(conv.id) as turn:
@@ -384,18 +380,7 @@ async def test_many_urgent_children_at_once_do_not_exhaust_a_small_pool(
     desk = Desk(store, Clock())
     try:
         await desk.service.heartbeat(1)
-        convs = []
-        for i in range(6):
-            convs.append(
-                await store.create_conversation(
-                    channel="web",
-                    address=f"k{i}",
-                    script_id="intake",
-                    script_lang="zh-CN",
-                    script_version="v",
-                    state="safe",
-                )
-            )
+        convs = [await desk.conversation(f"k{i}") for i in range(6)]
 
         async def urgent(conv_id: str) -> str | None:
             async with store.turn(conv_id) as turn:
