@@ -52,6 +52,9 @@ async def _purge_batch(store: Store, closed_before: datetime) -> int:
                         ~open_lead,
                     )
                     .limit(BATCH)
+                    # several serve processes purge hourly: each takes rows nobody else holds
+                    # (PostgreSQL; SQLite has one writer at a time anyway)
+                    .with_for_update(skip_locked=True)
                 )
             ).scalars()
         )

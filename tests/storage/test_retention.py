@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from storage.crypto import Vault
@@ -93,4 +94,22 @@ async def test_a_case_still_being_worked_keeps_its_transcript(database_url: str)
         history = await HandoffRepo(store).lead_history(lead.id)
         assert history and all(h["note"] is None for h in history)
     finally:
+        await store.close()
+
+
+async def test_two_processes_purging_at_once_purge_each_conversation_once(
+    database_url: str,
+) -> None:
+    store = Store.open(database_url, Vault("retention-test-secret-0123456"))
+    other = Store.open(database_url, Vault("retention-test-secret-0123456"))  # a second process
+    try:
+        ids = [await _conversation(store, f"openid-{i}", closed_days_ago=200) for i in range(3)]
+        before = utcnow() - timedelta(days=180)
+        a, b = await asyncio.gather(purge_closed(store, before), purge_closed(other, before))
+        assert a + b == 3
+        for cid in ids:
+            kinds = [e["type"] for e in await store.events(cid)]
+            assert kinds.count("conversation.purged") == 1
+    finally:
+        await other.close()
         await store.close()
