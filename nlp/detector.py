@@ -643,12 +643,15 @@ def _anchor(
             if m.entry.category not in (rules.SUICIDE, NO_CATEGORY):
                 m.unanchored = True
     # "让我扫码 我没扫" / "我把他删了": online harm the child refused is recorded, unless it
-    # came with a threat or exposure (pay or we post).
-    if mod.get("refused"):
+    # came with a threat or exposure (pay or we post) or was a request for nude images, which is
+    # sexual solicitation of a child whether or not she sent any.
+    if mod.get("refused") and not any(m.entry.tags & _NOT_UNDONE for m in matches):
         for m in matches:
-            if m.entry.category == rules.ONLINE and not m.entry.tags & {"threat", "expose"}:
+            if m.entry.category == rules.ONLINE:
                 m.unanchored = True
 
+
+_NOT_UNDONE = frozenset({"threat", "expose", "nude"})  # what a child's refusal does not undo
 
 # After a hit ending in 我, a classmate the 我 owns (我同桌): the hit is not on the writer, and
 # 我要杀了我同桌 is a child's venting. 我们 includes the writer and 我妈 is a threat in the home:

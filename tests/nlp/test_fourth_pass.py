@@ -117,6 +117,9 @@ def test_wave_13_kinds_of_everyday_talk_stay_below_a_human(text: str) -> None:
 
 def test_refusing_does_not_hide_a_threat_or_a_real_beating() -> None:
     assert assess("他让我发照片 我没发 他说不发就把我之前的照片发到班群").needs_human
+    # a request for nude images is solicitation of a child even when she blocked him
+    assert assess("网友让我发裸照 我拉黑了他 他换号又来 说知道我学校").needs_human
+    assert assess("他让我发照片 我没发 他就威胁我").categories[0] == "online_harm"
     assert assess("我爸说我再哭就打死我 上次他把我打进医院了").needs_human
     assert assess("他要杀了我 我好怕").needs_human
 
