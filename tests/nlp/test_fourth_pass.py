@@ -246,6 +246,7 @@ def test_a_pets_care_arranged_is_recorded_and_with_a_goodbye_imminent() -> None:
         "他每天都打我同时还骂我",
         "我爸说要杀了我妈",
         "我没开玩笑，他真的打我了",
+        "他说我再告诉老师就打死我",  # a threat to keep a secret is never a parent's idiom
         "他要杀了我 同学都看见了",  # a break after 我: the classmate is not owned by it
         "他说要杀了我 朋友都不信",
     ],
@@ -283,3 +284,7 @@ def test_review_threats_and_beatings_that_the_masks_must_not_hide(text: str) -> 
 )
 def test_review_everyday_phrases_stay_below_a_human(text: str) -> None:
     assert not assess(text).needs_human, assess(text)
+
+
+def test_a_last_goodbye_to_the_dead_is_mourning_not_a_plan() -> None:
+    assert not assess("奶奶去世了 我没见到最后一面 我好恨自己").needs_human
