@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from operator import methodcaller
 from pathlib import Path
 from typing import Any
@@ -247,15 +248,23 @@ class Detector:
                 continue
             else:
                 matches.append(_Match(a, b, e, f"lexicon:{w}"))
+        clauses = _segments(len(s), norm.breaks)
         for p in patterns:
+            if "hyperbole" in p.entry.tags:
+                # Idiom is read inside one clause (not across "累 想死"): matched clause by
+                # clause, so a longer match across a break cannot hide a shorter one within.
+                masks += [
+                    rm.span()
+                    for x, y in clauses
+                    for rm in p.regex.finditer(s, x, y)
+                    if rm.end() > rm.start()
+                ]
+                continue
             for rm in p.regex.finditer(s):
                 a, b = rm.span()
                 if b <= a:
                     continue
-                if "hyperbole" in p.entry.tags:
-                    if not any(a < k < b for k in norm.breaks):  # not across "累 想死"
-                        masks.append((a, b))
-                elif p.entry.category == NO_CATEGORY and p.entry.weight == 0:
+                if p.entry.category == NO_CATEGORY and p.entry.weight == 0:
                     for t in p.entry.tags:
                         mod.setdefault(t, []).append((a, b))
                 elif not _me_elsewhere(s, a, b, norm.breaks):
@@ -670,6 +679,12 @@ def _me_elsewhere(s: str, a: int, b: int, breaks: frozenset[int]) -> bool:
 
 # The writer as the one something is done to: 我被…, …打我, 我的脸… (then a peer named is a witness).
 _WRITER_HURT = re.compile(r"我(被|的(头|脸|手|腿|身|照片|视频))|[打骂摸踢踹掐拍亲逼让叫要]我")
+
+
+def _segments(n: int, breaks: frozenset[int]) -> list[tuple[int, int]]:
+    """The clauses of a text of length n, as (start, end), split where a break begins one."""
+    cuts = [0, *sorted(k for k in breaks if 0 < k < n), n]
+    return [(a, b) for a, b in pairwise(cuts) if b > a]
 
 
 def _blank(s: str, spans: Sequence[tuple[int, int]]) -> str:

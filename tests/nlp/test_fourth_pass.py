@@ -288,3 +288,9 @@ def test_review_everyday_phrases_stay_below_a_human(text: str) -> None:
 
 def test_a_last_goodbye_to_the_dead_is_mourning_not_a_plan() -> None:
     assert not assess("奶奶去世了 我没见到最后一面 我好恨自己").needs_human
+
+
+def test_idiom_is_read_clause_by_clause() -> None:
+    # the leftmost 再…就 spans the break and cannot mask; the one inside the second clause can
+    assert not assess("我妈说我再玩 明天再玩手机就打断我的腿").needs_human
+    assert assess("累 想死").needs_human  # and no mask reaches across a break
