@@ -16,7 +16,7 @@ from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
-from nlp import rules
+from nlp import english, rules
 from nlp.lexicon import (
     NO_CATEGORY,
     Entry,
@@ -284,6 +284,7 @@ class Detector:
             ]
         negs = {a for a, _b in mod.get("neg", ())}
         past_clauses = {clause[a] for a, _b in mod.get("past", ())}
+        latin = _LATIN.search(s) is not None
         for m in matches:
             m.negated = self._negated(m, tokens, tok_at, negs, clause)
             if clause[m.start] in past_clauses and not _ongoing(s, clause, m.start):
@@ -296,6 +297,10 @@ class Detector:
                 if clause[m.start] == clause[a] and not (m.start <= a and b <= m.end):
                     m.past = True  # a cue inside the hit is the hit's own wording (不再为人)
         _anchor(matches, tokens, mod, s, clause)
+        if latin:  # English hits: words and sentences, not jieba tokens and 我
+            for m in matches:
+                if english.is_english(s, m.start, m.end):
+                    english.scope(s, m, m.entry.tags)
         return self._decide(text, norm, matches, mod, masks)
 
     def _subject_without_hits(self, s: str) -> str:
@@ -783,11 +788,20 @@ def _clauses(s: str, breaks: frozenset[int]) -> list[int]:
     out = []
     c = 0
     for i, ch in enumerate(s):
-        if i in breaks or ch in _CLAUSE_PUNCT or ch.isspace():
+        if i in breaks or ch in _CLAUSE_PUNCT or (ch.isspace() and not _between_words(s, i)):
             c += 1
         out.append(c)
     out.append(c + 1)
     return out
+
+
+def _between_words(s: str, i: int) -> bool:
+    """A space between two English words, which does not end a clause the way a space between
+    Chinese phrases does ("i want to die" is one clause; "累 想死" two)."""
+    return 0 < i < len(s) - 1 and s[i - 1] in _WORD_CHARS and s[i + 1] in _WORD_CHARS
+
+
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789'")
 
 
 def _ongoing(s: str, clause: list[int], pos: int) -> bool:
@@ -797,7 +811,7 @@ def _ongoing(s: str, clause: list[int], pos: int) -> bool:
 
 
 def _first_person_near(s: str) -> bool:
-    return "我" in s or "俺" in s
+    return "我" in s or "俺" in s or (_LATIN.search(s) is not None and english.first_person(s))
 
 
 def _cache_dir() -> str:

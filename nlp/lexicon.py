@@ -80,12 +80,20 @@ def load_terms() -> dict[str, Entry]:
     return terms
 
 
+PATTERN_FILES = ("patterns.tsv", "patterns_en.tsv")  # Chinese, then English
+
+
 def load_patterns() -> list[Pattern]:
-    """Regex rules in file order."""
+    """Regex rules in file order (names unique across the files)."""
     out = []
-    for cols in _rows("patterns.tsv"):
-        name, rx = cols[0], cols[1]
-        out.append(Pattern(re.compile(rx), _entry(name, cols[2:], f"patterns.tsv:{name}")))
+    seen: set[str] = set()
+    for f in PATTERN_FILES:
+        for cols in _rows(f):
+            name, rx = cols[0], cols[1]
+            if name in seen:
+                raise ValueError(f"{f}: duplicate pattern name {name!r}")
+            seen.add(name)
+            out.append(Pattern(re.compile(rx), _entry(name, cols[2:], f"{f}:{name}")))
     return out
 
 

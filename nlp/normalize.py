@@ -16,6 +16,8 @@ _DROP = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\ufe0e", "\ufe0f"} |
 }
 # Separators children put inside a word to dodge filters (想 死, 自*杀, 自-杀, 自x杀).
 _SEPARATORS = set(" \t\u3000*＊xX×#_-.·~/|\\、,，…") | {"\u00a0"}
+# Curly and backtick apostrophes, straightened so that "don’t" reads as "don't".
+_APOSTROPHES = {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"}
 # Hard clause boundaries (for negation and subject scope).
 _CLAUSE_PUNCT = set("。！？!?；;，,、\n\r…~～")
 
@@ -81,6 +83,16 @@ class Normaliser:
             if plain
             else None
         )
+        # English text-speak and contractions (english.tsv): whole words, one canonical spelling.
+        self._english = {r[0].lower(): r[1] for r in _read_tsv("english.tsv")}
+        self._english_re = re.compile(
+            r"(?<![a-z0-9'])(?:"
+            + "|".join(re.escape(v) for v in sorted(self._english, key=len, reverse=True))
+            + r")(?![a-z0-9'])"
+        )
+        # The first word of every variant: most English texts hold none, and a set test is
+        # cheaper than the scan ("s/h" and "s.uicide" start with the word "s").
+        self._english_first = frozenset(re.split(r"[ ./]", v)[0] for v in self._english)
         # Pinyin: whole Latin words, syllables optionally separated by spaces.
         self._latin = {k.replace(" ", ""): v for k, v in latin.items()}
         alts = sorted(latin, key=len, reverse=True)
@@ -103,6 +115,8 @@ class Normaliser:
             out = ""
         elif ch in self._emoji:
             out = self._emoji[ch]
+        elif ch in _APOSTROPHES:
+            out = _APOSTROPHES[ch]
         else:
             out = unicodedata.normalize("NFKC", ch).lower()
             if any(is_cjk(c) for c in out):
@@ -172,6 +186,11 @@ class Normaliser:
         self, s: str, st: list[int], en: list[int], brk: set[int]
     ) -> tuple[str, list[int], list[int], set[int]]:
         """Rewrite evasions (紫砂, zisha, 自x) to their canonical words, keeping offsets."""
+        if _HAS_LATIN.search(s) and not self._english_first.isdisjoint(_WORD.findall(s)):
+            english = self._english
+            s, st, en, brk = _edit(
+                self._english_re, s, st, en, brk, lambda m: english[m.group(0)], False
+            )
         if self._latin_re is not None and _HAS_LATIN.search(s):
             latin = self._latin
             s, st, en, brk = _edit(
@@ -186,6 +205,7 @@ class Normaliser:
 
 
 _HAS_LATIN = re.compile("[a-z]")  # after lower-casing: is there pinyin to look for at all
+_WORD = re.compile(r"[a-z0-9'*!@$-]+")  # a Latin word as english.tsv spells its variants
 
 
 def _drop(_m: re.Match[str]) -> str:

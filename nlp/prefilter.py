@@ -117,19 +117,31 @@ def _need_item(op: Any, av: Any) -> set[str] | None:
     return None  # anchors, lookarounds, '.', negated sets: no character is required
 
 
+_LATIN_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
+_HAS_LATIN = re.compile("[a-z]")
+
+
 class PatternIndex:
-    """Patterns indexed by first character: which of them a given text could match."""
+    """Patterns indexed by first character: which of them a given text could match. Patterns
+    that need a Latin letter (English) are indexed by the literal strings they require instead
+    (TrigramIndex): their letters occur in every English text, their words do not."""
 
     def __init__(self, regexes: Sequence[re.Pattern[str]]) -> None:
         self.always: list[int] = []
         self.by_char: dict[str, list[int]] = {}
+        latin: list[int] = []
         for i, rx in enumerate(regexes):
             fc = required_chars(rx) or first_chars(rx)
             if fc is None:
                 self.always.append(i)
                 continue
+            if fc <= _LATIN_LETTERS:
+                latin.append(i)  # no match without a Latin letter: gate on its words
+                continue
             for ch in fc:
                 self.by_char.setdefault(ch, []).append(i)
+        self._latin_ids = latin
+        self._latin = TrigramIndex([regexes[i] for i in latin])
 
     def candidates(self, text: str) -> list[int]:
         """Indexes (in file order) of the patterns that can match somewhere in text."""
@@ -137,6 +149,82 @@ class PatternIndex:
         by_char = self.by_char
         for ch in set(text):
             idx = by_char.get(ch)
+            if idx:
+                got.update(idx)
+        if self._latin_ids and _HAS_LATIN.search(text):
+            ids = self._latin_ids
+            got.update(ids[j] for j in self._latin.candidates(text))
+        return sorted(got)
+
+
+def required_strings(rx: re.Pattern[str]) -> frozenset[str] | None:
+    """Literal strings of which every match of rx contains at least one (None: not bounded)."""
+    if _p is None or rx.flags & re.IGNORECASE:
+        return None
+    try:
+        got = _strings(list(_p.parse(rx.pattern, rx.flags)))
+    except Exception:
+        return None
+    return frozenset(got) if got else None
+
+
+def _strings(items: list[tuple[Any, Any]]) -> set[str] | None:
+    """Of a sequence's mandatory parts, the literal run or group whose strings are longest."""
+    options: list[set[str]] = []
+    run: list[str] = []
+    for op, av in items:
+        if op == _c.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            options.append({"".join(run)})
+            run = []
+        if op == _c.SUBPATTERN:
+            got = _strings(list(av[-1]))
+        elif op == _c.BRANCH:
+            got = _branch(av[1])
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
+            got = _strings(list(av[2]))
+        else:
+            got = None
+        if got:
+            options.append(got)
+    if run:
+        options.append({"".join(run)})
+    return max(options, key=lambda o: min(map(len, o)), default=None)
+
+
+def _branch(alts: list[Any]) -> set[str] | None:
+    acc: set[str] = set()
+    for alt in alts:
+        got = _strings(list(alt))
+        if not got:
+            return None  # one alternative requires no literal we can name
+        acc |= got
+    return acc
+
+
+class TrigramIndex:
+    """Patterns indexed by the first three characters of the literal strings they require: for
+    English patterns, whose first letters occur in every English text, a far sharper gate."""
+
+    def __init__(self, regexes: Sequence[re.Pattern[str]]) -> None:
+        self.always: list[int] = []
+        self.by_gram: dict[str, list[int]] = {}
+        for i, rx in enumerate(regexes):
+            strings = required_strings(rx)
+            if strings is None or min(map(len, strings)) < 3:
+                self.always.append(i)
+                continue
+            for g in {s[:3] for s in strings}:
+                self.by_gram.setdefault(g, []).append(i)
+
+    def candidates(self, text: str) -> list[int]:
+        """Indexes (in order) of the patterns that can match somewhere in text."""
+        got = set(self.always)
+        by_gram = self.by_gram
+        for g in {text[i : i + 3] for i in range(len(text) - 2)}:
+            idx = by_gram.get(g)
             if idx:
                 got.update(idx)
         return sorted(got)

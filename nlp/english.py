@@ -1,0 +1,132 @@
+"""Scope for hits in English: negation, past, who it happened to, and reports.
+
+The Chinese scope in detector.py reads jieba tokens and 我; an English hit needs words and
+sentences instead. Text reaching here is normalised (lower case, english.tsv applied: "don't" is
+"do not", "im" is "i am"), so the cues below are written once, in canonical spelling."""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from nlp.types import Level
+
+_LATIN = re.compile(r"[a-z]")
+# A sentence ends at . ! ? ; a line break or Chinese sentence punctuation; a comma does not end
+# one ("i used to cut, but i stopped" is one thought).
+_SENTENCE_END = re.compile(r"[.!?;\n。！？；]")
+
+# A negation right before the hit, with only words like "really / ever / want to" between:
+# "i would never kill myself", "i do not want to die", "i am not going to hurt myself".
+_FILLER = (
+    r"i|really|ever|even|would|will|do|did|want|to|going|gonna|try|trying|think|thought|about|"
+    r"of|actually|plan|planning|be|been|that|it|so|feel|felt|like|wanna|ever|again|seriously|"
+    r"honestly|literally|mean|am|was|is"
+)
+_NEG_BEFORE = re.compile(rf"\b(not|never)\b(?:\s+(?:{_FILLER})\b)*\s*$")
+
+# The past, unless something says it is still going on.
+_PAST = re.compile(
+    r"\bused to\b|\bwhen i (was|lived) (in )?(little|small|young|younger|a kid|a baby|primary|"
+    r"elementary|kindergarten|grade \w+|year \w+|p\d|k\d|\d+|with)\b|\byears ago\b|\b(a|one) (long time|few years) ago\b|"
+    r"\blast year\b|\bback then\b|\bin the past\b|\bbefore (the|my parents'?) divorce\b"
+)
+_ONGOING = re.compile(
+    r"\b(still|again|right now|keeps?|kept|every (day|night|time|week|weekend)|always|tonight|today|"
+    r"this (week|morning|evening)|yesterday|last night)\b"
+)
+
+# Who the hit is about: the writer, or another child (a friend, a sibling, a classmate).
+_ADULT = (
+    r"dad|daddy|father|mom|mum|mummy|mommy|mother|stepdad|stepmom|stepfather|stepmother|parents|"
+    r"uncle|aunt|auntie|grandpa|grandma|baba|mama|papa|teacher|coach|tutor|boss"
+)
+_SELF_IN_HIT = re.compile(rf"\b(i|me|myself|mine)\b|\bmy (?!(step)?({_ADULT})\b)")
+_OTHER_IN_HIT = re.compile(r"\b(herself|himself|themselves|themself|her|him|them)\b")
+_PEER = (
+    r"friend|best friend|sister|brother|sis|bro|cousin|classmate|deskmate|roommate|neighbou?r|"
+    r"buddy|mate|little sister|little brother|baby sister|baby brother|stepsister|stepbrother|"
+    r"teammate|jiejie|meimei|didi|gege"
+)
+_SUBJECT_WORD = re.compile(
+    rf"\b(?P<peer>(my|our|a|this|one|the) (?:\w+ )?(?:{_PEER})|(a|this|one|some|the new) "
+    rf"(girl|boy|kid|child|student)\b[^.!?]{{0,20}}\b(in|at|from) (my|our)|she|he|they|her|him)\b"
+    r"|\b(?P<self>i|me|myself)\b"
+)
+
+# Fiction, the news, a class: about nobody in this chat unless the writer speaks of themself.
+_REPORT = re.compile(
+    r"\b(in|on) the news\b|\bnews (story|report|said)\b|\b(we|they) (learned|learnt|talked|"
+    r"read|watched|studied) (about|a)\b|\b(in|for) (health|pshe|biology|history|english|"
+    r"psychology) (class|lesson)?\b|\b(in|from) (a|the|this|that) (book|novel|movie|film|show|"
+    r"series|song|episode|anime|manga|game|documentary|story)\b|\bthe (character|main character|"
+    r"villain|hero|author)\b|\b(essay|project|presentation|debate) (on|about)\b"
+)
+
+
+class EnglishMatch(Protocol):
+    """What of a detector match the English scope reads and sets."""
+
+    start: int
+    end: int
+    negated: bool
+    past: bool
+    subject: str
+    unanchored: bool
+
+    @property
+    def floor(self) -> Level:
+        """The level the hit sets on its own."""
+        ...
+
+
+def is_english(s: str, start: int, end: int) -> bool:
+    """True when the hit is written in Latin letters (an English phrase)."""
+    return _LATIN.search(s, start, end) is not None and not any(
+        "\u4e00" <= ch <= "\u9fff" for ch in s[start:end]
+    )
+
+
+def sentence(s: str, start: int, end: int) -> tuple[int, int]:
+    """The sentence around [start, end)."""
+    a = 0
+    for m in _SENTENCE_END.finditer(s, 0, start):
+        a = m.end()
+    m2 = _SENTENCE_END.search(s, end)
+    return a, (m2.start() if m2 else len(s))
+
+
+def first_person(s: str) -> bool:
+    """The writer speaks of themself in English (i, me, my, myself)."""
+    return _SELF_IN_HIT.search(s) is not None
+
+
+def scope(s: str, m: EnglishMatch, tags: frozenset[str]) -> None:
+    """Set negation, past, subject and report anchoring of one English hit."""
+    a, b = sentence(s, m.start, m.end)
+    before = s[a : m.start]
+    hit = s[m.start : m.end]
+    whole = s[a:b]
+    if "neg" not in tags and _NEG_BEFORE.search(before):
+        # "i did not jump" is an aborted attempt, not reassurance: a method keeps its level
+        m.negated = not ("method" in tags and before.rstrip().endswith("did not"))
+    if _PAST.search(whole) and not _ONGOING.search(whole):
+        m.past = True
+    m.subject = subject(before, hit)
+    cue = _REPORT.search(before)
+    if cue and m.floor >= Level.URGENT and not first_person(before[cue.end() :] + hit):
+        m.unanchored = True
+
+
+def subject(before: str, hit: str) -> str:
+    """'self' or 'other': the person in the hit, else the nearest person named before it."""
+    if _SELF_IN_HIT.search(hit):
+        return "self"
+    if _OTHER_IN_HIT.search(hit):
+        return "other"
+    last = None
+    for m in _SUBJECT_WORD.finditer(before):
+        last = m
+    if last is not None and last.group("peer"):
+        return "other"
+    return "self"
