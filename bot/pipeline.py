@@ -18,7 +18,7 @@ from handoff.notices import notice
 from handoff.service import lead_district
 from nlp.types import Assessment, Level
 from storage.models import utcnow
-from storage.store import KeyedLocks, Store, Turn
+from storage.store import ConversationAlreadyOpen, KeyedLocks, Store, Turn
 from storage.views import ConversationView, MessageView
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,23 @@ class Pipeline:
         )
         return conv, step
 
+    async def _find_or_open(self, channel: str, address: str) -> ConversationView:
+        """The open conversation of (channel, address), opened now if there is none."""
+        # Two first messages of one child arriving together must open one conversation. The
+        # lock spares this process a losing insert; across processes the database's unique
+        # index over open conversations decides, and the loser takes the winner's.
+        async with self._opening.hold(f"{channel}\x00{address}"):
+            conv = await self.store.find_open_conversation(channel, address)
+            if conv is not None:
+                return conv
+            try:
+                conv, _step = await self._open(channel, address)
+            except ConversationAlreadyOpen:
+                conv = await self.store.find_open_conversation(channel, address)
+                if conv is None:  # closed again meanwhile: unstored, so the channel retries
+                    raise
+            return conv
+
     async def accept(
         self,
         inbound: Inbound,
@@ -164,11 +181,7 @@ class Pipeline:
         if conversation is not None:
             conv, conversation_id = conversation, conversation.id
         elif conversation_id is None:
-            # Two first messages of one child arriving together must open one conversation.
-            async with self._opening.hold(f"{inbound.channel}\x00{inbound.address}"):
-                conv = await self.store.find_open_conversation(inbound.channel, inbound.address)
-                if conv is None:
-                    conv, _step = await self._open(inbound.channel, inbound.address)
+            conv = await self._find_or_open(inbound.channel, inbound.address)
             conversation_id = conv.id
         else:
             found = await self.store.get_conversation(conversation_id)

@@ -180,6 +180,17 @@ def is_transient_driver_error(exc: BaseException) -> bool:
     return False
 
 
+def is_unique_violation(exc: BaseException, index: str, columns: str) -> bool:
+    """A raw driver error saying that unique index refused a row (SQLite names its columns)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return str(exc) == f"UNIQUE constraint failed: {columns}"
+    return (
+        asyncpg is not None
+        and isinstance(exc, asyncpg.UniqueViolationError)
+        and exc.constraint_name == index
+    )
+
+
 @asynccontextmanager
 async def link(engine: AsyncEngine) -> AsyncIterator[Link]:
     """A pooled connection as a Link; an open transaction is rolled back on error.

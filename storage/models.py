@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements only INTEGER
+NOT_CLOSED = "mode <> 'closed'"
 
 
 def utcnow() -> datetime:
@@ -59,6 +60,15 @@ class Conversation(Base):
 
     __table_args__ = (
         Index("ix_conversations_channel_reporter", "channel", "reporter_id"),
+        # One open conversation per child and channel, whichever process opens it (0006).
+        Index(
+            "uq_conversations_open_reporter",
+            "channel",
+            "reporter_id",
+            unique=True,
+            sqlite_where=text(NOT_CLOSED),
+            postgresql_where=text(NOT_CLOSED),
+        ),
         Index("ix_conversations_mode", "mode", "risk_level", "waiting_since"),
     )
 

@@ -24,7 +24,15 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.crypto import Vault
-from storage.fastpath import Codec, Link, Rec, Step, is_transient_driver_error, link
+from storage.fastpath import (
+    Codec,
+    Link,
+    Rec,
+    Step,
+    is_transient_driver_error,
+    is_unique_violation,
+    link,
+)
 from storage.models import Conversation, Event, KeyValue, Lead, Message, utcnow
 from storage.views import ConversationView, LeadView, MessageView
 
@@ -53,6 +61,10 @@ class StorageUnavailable(RuntimeError):
 
 class ConversationNotFound(LookupError):
     """No conversation with that id."""
+
+
+class ConversationAlreadyOpen(Exception):
+    """create_conversation: (channel, address) already has a conversation that is not closed."""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -341,7 +353,18 @@ class Store:
             ),
             self._event_step(values["id"], "conversation.started", {"channel": channel}, "system"),
         ]
-        await self._retry(lambda: self._write(steps))
+        try:
+            await self._retry(lambda: self._write(steps))
+        except Exception as exc:
+            # The unique index over open conversations (not transient, so not retried): another
+            # process opened this child's conversation first, and the caller takes theirs.
+            if is_unique_violation(
+                exc,
+                "uq_conversations_open_reporter",
+                "conversations.channel, conversations.reporter_id",
+            ):
+                raise ConversationAlreadyOpen(channel) from exc
+            raise
         rec = Rec(
             **values, assigned_to=None, waiting_since=None, last_inbound_at=None, closed_at=None
         )

@@ -57,6 +57,8 @@ async def test_what_a_child_wrote_is_never_stored_in_plain(store: Store) -> None
 
 async def test_reporter_id_is_a_stable_pseudonym_per_channel(store: Store) -> None:
     a = await new_conv(store, "same-user")
+    async with store.turn(a.id) as turn:  # one open conversation per child: the next is later
+        await turn.update(mode="closed")
     b = await new_conv(store, "same-user")
     c = await new_conv(store, "same-user", channel="web")
     assert a.reporter_id == b.reporter_id
