@@ -237,6 +237,10 @@ class Detector:
             e = self.terms.get(w)
             if e is None:
                 continue
+            if w.isascii() and (
+                (a > 0 and s[a - 1] in _WORD_CHARS) or (b < len(s) and s[b] in _WORD_CHARS)
+            ):
+                continue  # jieba cut an English word on a lexicon term: "emo" in "remote"
             if e.tags & {"hyperbole", "neutral"}:
                 masks.append((a, b))
             elif e.category == NO_CATEGORY and e.weight == 0:

@@ -20,7 +20,7 @@ _SENTENCE_END = re.compile(r"[.!?;\n。！？；]")
 # "i would never kill myself", "i do not want to die", "i am not going to hurt myself".
 _FILLER = (
     r"i|really|ever|even|would|will|do|did|want|to|going|gonna|try|trying|think|thought|about|"
-    r"of|actually|plan|planning|be|been|that|it|so|feel|felt|like|wanna|ever|again|seriously|"
+    r"of|actually|plan|planning|be|been|that|it|so|feel|felt|like|wanna|again|seriously|"
     r"honestly|literally|mean|am|was|is"
 )
 _NEG_BEFORE = re.compile(rf"\b(not|never)\b(?:\s+(?:{_FILLER})\b)*\s*$")
@@ -29,7 +29,10 @@ _NEG_BEFORE = re.compile(rf"\b(not|never)\b(?:\s+(?:{_FILLER})\b)*\s*$")
 _PAST = re.compile(
     r"\bused to\b|\bwhen i (was|lived) (in )?(little|small|young|younger|a kid|a baby|primary|"
     r"elementary|kindergarten|grade \w+|year \w+|p\d|k\d|\d+|with)\b|\byears ago\b|\b(a|one) (long time|few years) ago\b|"
-    r"\blast year\b|\bback then\b|\bin the past\b|\bbefore (the|my parents'?) divorce\b"
+    r"\blast year\b|\bback then\b|\bin the past\b|\bbefore (the|my parents'?) divorce\b|"
+    r"\b(\d+|a|one|two|three|few|several|six) (months|years) ago\b|\bwhen i (had|was sick|was ill)\b|"
+    r"\bin (primary|elementary|middle) school\b|\bin 20\d\d\b|"
+    r"\b(\d+|a few|six|three|two) (months|weeks|years) clean\b|\bclean (for|from)\b"
 )
 _ONGOING = re.compile(
     r"\b(still|again|right now|keeps?|kept|every (day|night|time|week|weekend)|always|tonight|today|"
@@ -41,18 +44,24 @@ _ADULT = (
     r"dad|daddy|father|mom|mum|mummy|mommy|mother|stepdad|stepmom|stepfather|stepmother|parents|"
     r"uncle|aunt|auntie|grandpa|grandma|baba|mama|papa|teacher|coach|tutor|boss"
 )
-_SELF_IN_HIT = re.compile(rf"\b(i|me|myself|mine)\b|\bmy (?!(step)?({_ADULT})\b)")
-_OTHER_IN_HIT = re.compile(r"\b(herself|himself|themselves|themself|her|him|them)\b")
 _PEER = (
     r"friend|best friend|sister|brother|sis|bro|cousin|classmate|deskmate|roommate|neighbou?r|"
     r"buddy|mate|little sister|little brother|baby sister|baby brother|stepsister|stepbrother|"
     r"teammate|jiejie|meimei|didi|gege"
 )
+# "my" is the writer unless it owns an adult (my dad hits…) or another child (my sister…).
+_SELF_IN_HIT = re.compile(
+    rf"\b(i|me|myself|mine)\b|\bmy\b(?!\s+(step)?({_ADULT}|(little |baby |older |big |best )?"
+    rf"({_PEER}))\b)(?!\s*$)"
+)
+_PEER_IN_HIT = re.compile(rf"\bmy (little |baby |older |big |best )?({_PEER})\b")
+_OTHER_IN_HIT = re.compile(r"\b(herself|himself|themselves|themself|her|him|them)\b")
 _SUBJECT_WORD = re.compile(
     rf"\b(?P<peer>(my|our|a|this|one|the) (?:\w+ )?(?:{_PEER})|(a|this|one|some|the new) "
-    rf"(girl|boy|kid|child|student)\b[^.!?]{{0,20}}\b(in|at|from) (my|our)|she|he|they|her|him)\b"
-    r"|\b(?P<self>i|me|myself)\b"
+    rf"(girl|boy|kid|child|student)\b[^.!?]{{0,20}}\b(in|at|from) (my|our))\b"
+    r"|\b(?P<pron>she|he|they)\b|\b(?P<self>i|me|myself)\b"
 )
+_SELF_AFTER = re.compile(r"^\W*(\w+\W+){0,2}?(me|my|myself)\b")
 
 # Fiction, the news, a class: about nobody in this chat unless the writer speaks of themself.
 _REPORT = re.compile(
@@ -60,7 +69,9 @@ _REPORT = re.compile(
     r"read|watched|studied) (about|a)\b|\b(in|for) (health|pshe|biology|history|english|"
     r"psychology) (class|lesson)?\b|\b(in|from) (a|the|this|that) (book|novel|movie|film|show|"
     r"series|song|episode|anime|manga|game|documentary|story)\b|\bthe (character|main character|"
-    r"villain|hero|author)\b|\b(essay|project|presentation|debate) (on|about)\b"
+    r"villain|hero|author)\b|\b(essay|project|presentation|debate|song|book|film|movie|poem|"
+    r"assignment|homework|story) (is )?(on|about)\b|\b(romeo|juliet|hamlet|ophelia)\b|"
+    r"\bis it true that\b|\btiktok word\b"
 )
 
 
@@ -112,21 +123,29 @@ def scope(s: str, m: EnglishMatch, tags: frozenset[str]) -> None:
         m.negated = not ("method" in tags and before.rstrip().endswith("did not"))
     if _PAST.search(whole) and not _ONGOING.search(whole):
         m.past = True
-    m.subject = subject(before, hit)
+    own = "intent" in tags or "selfharm" in tags
+    m.subject = subject(before, hit, s[m.end : m.end + 30], own)
     cue = _REPORT.search(before)
     if cue and m.floor >= Level.URGENT and not first_person(before[cue.end() :] + hit):
         m.unanchored = True
 
 
-def subject(before: str, hit: str) -> str:
-    """'self' or 'other': the person in the hit, else the nearest person named before it."""
+def subject(before: str, hit: str, after: str = "", own_act: bool = False) -> str:
+    """'self' or 'other': the person in the hit, else the person named right after or before it.
+    he / she / they make it another child's only for what one does to oneself ("she wants to
+    die"); in an abuse report "he" is the one who did it ("he raped me")."""
+    peer = _PEER_IN_HIT.search(hit + after[:25])
+    if peer is not None and peer.start() < len(hit):
+        return "other"  # "hits my | little sister": the hit ends on the owner of another child
     if _SELF_IN_HIT.search(hit):
         return "self"
     if _OTHER_IN_HIT.search(hit):
         return "other"
+    if _SELF_AFTER.search(after):
+        return "self"  # "he touched | me"
     last = None
     for m in _SUBJECT_WORD.finditer(before):
         last = m
-    if last is not None and last.group("peer"):
+    if last is not None and (last.group("peer") or (own_act and last.group("pron"))):
         return "other"
     return "self"

@@ -98,7 +98,7 @@ RULES: tuple[Rule, ...] = (
         SUICIDE,
         "standing on a roof/bridge now or with death talk",
         {"standing"},
-        {"now", "now_weak", "tonight", "intent", "method", "deathword", "goodbye"},
+        {"now", "now_weak", "tonight", "intent", "method", "deathword", "goodbye", "distress"},
     ),
     _r(
         "selfharm_bleeding",
@@ -215,6 +215,22 @@ RULES: tuple[Rule, ...] = (
         {"police"},
         {"violence", "violence_ctx", "threat"},
         {"now", "now_weak", "hiding", "approach", "tonight"},
+    ),
+    _r(
+        "hiding_from_approach",
+        Level.IMMINENT,
+        PHYSICAL,
+        "hiding while someone comes for the child",
+        {"hiding"},
+        {"approach"},
+    ),
+    _r(
+        "adult_romance",
+        Level.URGENT,
+        ONLINE,
+        "an adult in a 'relationship' with a child (grooming)",
+        {"romance"},
+        {"age_gap"},
     ),
     _r(
         "hiding_from_violence",
@@ -336,7 +352,7 @@ RULES: tuple[Rule, ...] = (
         "other_rights",
         "a stranger following / taking the child, now",
         {"stranger"},
-        {"now", "now_weak", "hiding", "traffic"},
+        {"now", "now_weak", "hiding", "traffic", "locked"},
     ),
     # --- online harm ---
     _r(

@@ -79,7 +79,8 @@ def test_english_harm_reaches_a_human(text: str) -> None:
     "text",
     [
         "i have pills saved up and im going to take them tonight",
-        "i'm standing on the roof",
+        "i'm standing on the roof right now",
+        "im at the top of the carpark. i cant do this anymore",
         "took a bunch of my mums antidepressants like an hour ago",
         "there's a man following me home right now",
         "im scared hes drunk again and banging on my door",
@@ -119,6 +120,118 @@ def test_english_danger_now_is_imminent(text: str) -> None:
 )
 def test_english_everyday_stays_below_a_human(text: str) -> None:
     assert not assess(text).needs_human, assess(text)
+
+
+def test_standing_on_a_roof_reaches_a_human_and_now_makes_it_imminent() -> None:
+    assert assess("i'm standing on the roof").level == Level.URGENT
+    assert not assess("i'm on the roof with my friends watching fireworks").needs_human
+    assert not assess("i'm sitting on the edge of my bed crying").needs_human
+
+
+# Found by a review of this pass (about 840 probes by a separate reviewer, none from the waves).
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my stepdad said he will kill me when he gets home",
+        "i overdosed",
+        "im gonna od tonight",
+        "i'm going to off myself tonight",
+        "i'm ending it tonight",
+        "i have the pills in my hand right now",
+        "i'm holding the knife to my wrist right now",
+        "my arm is bleeding and it won't stop",
+        "i can't breathe",
+        "our house is on fire",
+        "a stranger grabbed me and pulled me into his car",
+        "some men are chasing me",
+        "im hiding in the closet, he's looking for me",
+        "my dad is drunk again and hes coming to my room",
+        "he said he's coming back tonight to hurt me",
+        "he says he'll post my pics by tonight if i dont send more",
+        "i took drugs and my heart is racing",
+    ],
+)
+def test_review_danger_now_is_imminent(text: str) -> None:
+    assert assess(text).level == Level.IMMINENT, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i want to go to sleep and never wake up",
+        "im going to throw myself off the balcony",
+        "i have nothing to live for",
+        "i want to kill my self",
+        "i wnt to die",
+        "i dont even want to live anymore",
+        "i cant stop cutting",
+        "my sister wants to die",
+        "my best friend is cutting herself",
+        "he punched me in the face",
+        "i got beaten by my dad",
+        "he put his hand in my pants",
+        "my uncle SA'd me",
+        "someone is blackmailing me with my photos",
+        "he's 30 and i'm 13 and he says he loves me",
+        "they posted an embarrassing video of me and everyone is laughing",
+        "the older kids locked me in the toilet",
+        "my parents dont feed me",
+    ],
+)
+def test_review_harm_reaches_a_human(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i'm standing on the bridge waiting for the bus",
+        "i tied a knot in scouts today",
+        "this is my last message for today, goodnight",
+        "my mom is at the mall and i'm playing roblox",
+        "this guy keeps following me on insta right now",
+        "i took 20 minutes to find my meds",
+        "my brother does not wake up before 10 on weekends",
+        "this shoe is hurting my foot",
+        "did you see my last message?",
+        "i wrote a letter to santa",
+        "i cut myself while cooking",
+        "i took my pills",
+        "my dad hit me up on whatsapp",
+        "i will beat you at chess",
+        "my boyfriend kissed me",
+        "mom takes photos of me every birthday",
+        "he sent me a pic of his dog",
+        "i owe him 5 dollars for lunch",
+        "my teacher makes us work in groups",
+        "the nurse gave me pills for my headache",
+        "i got in the car with my mom",
+        "send me the homework or i will tell the teacher",
+        "please help me with my homework",
+        "she has a blister on her foot",
+        "he's such a pedo lol",
+        "im going to do it today, im gonna tell my crush",
+        "my siblings are fighting again over the remote",
+    ],
+)
+def test_review_everyday_english_stays_below_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
+
+
+def test_scope_found_by_the_review() -> None:
+    assert assess("he raped me").subject == "self"
+    assert assess("he touches my leg").subject == "self"
+    assert assess("my dad hits my little sister").subject == "other"
+    assert assess("my dad doesn't hit me").level == Level.ROUTINE
+    assert assess("i took 30 pills last month").level == Level.URGENT  # an attempt, not now
+    assert not assess("i stopped cutting 6 months ago").needs_human
+    assert not assess("romeo and juliet both commit suicide").needs_human
+
+
+def test_english_words_are_not_cut_on_lexicon_terms() -> None:
+    """jieba split "remote" into r | emo | te on the lexicon's "emo"."""
+    assert assess("we fought over the remote").level == Level.NONE
+    assert assess("i feel so emo today").level == Level.ROUTINE
 
 
 def test_negation_lowers_but_keeps_a_record() -> None:
@@ -194,7 +307,8 @@ def test_english_dev_wave_floors() -> None:
 
 def test_english_held_out_wave_floors() -> None:
     """Wave 17 (English, 220 rows, a third about another child) is never read: recall 0.35 with
-    the fourth pass, 0.56 with the English layer before wave 16 was read, 0.68 after."""
+    the fourth pass, 0.56 with the English layer before wave 16 was read, 0.68 after, 0.68 (P
+    0.82 -> 0.84) after the review's fixes."""
     rep = evaluate(read_rows(DATA / "heldout_wave17.jsonl"), assess)
     p, r, _f = rep.prf()
     assert len(rep.misses) + rep.tp >= 90
