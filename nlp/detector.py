@@ -302,9 +302,14 @@ class Detector:
                     m.past = True  # a cue inside the hit is the hit's own wording (不再为人)
         _anchor(matches, tokens, mod, s, clause)
         if latin:  # English hits: words and sentences, not jieba tokens and 我
-            for m in matches:
-                if english.is_english(s, m.start, m.end):
-                    english.scope(s, m, m.entry.tags)
+            en = [m for m in matches if english.is_english(s, m.start, m.end)]
+            for m in en:
+                english.scope(s, m, m.entry.tags)
+            if en:
+                named = [
+                    m.entry.category != NO_CATEGORY or "self_reveal" in m.entry.tags for m in en
+                ]
+                english.settle_subjects(s, en, named)
         return self._decide(text, norm, matches, mod, masks)
 
     def _subject_without_hits(self, s: str) -> str:

@@ -7,6 +7,7 @@ sentences instead. Text reaching here is normalised (lower case, english.tsv app
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Protocol
 
 from nlp.types import Level
@@ -55,7 +56,11 @@ _SELF_IN_HIT = re.compile(
     rf"({_PEER}))\b)(?!\s*$)"
 )
 _PEER_IN_HIT = re.compile(rf"\bmy (little |baby |older |big |best )?({_PEER})\b")
-_OTHER_IN_HIT = re.compile(r"\b(herself|himself|themselves|themself|her|him|them)\b")
+_OTHER_IN_HIT = re.compile(r"\b(herself|himself|themselves|themself|her|him|his)\b")
+_PEER_ANY = re.compile(
+    rf"\b(my|our|a|this|one) (\w+ )?({_PEER})\b|\b(a|this|one|the) (girl|boy|kid|child) (in|at|from|"
+    r"next door)\b|\b(neighbou?r'?s?|classmate'?s?) (kid|son|daughter|girl|boy)\b"
+)
 _SUBJECT_WORD = re.compile(
     rf"\b(?P<peer>(my|our|a|this|one|the) (?:\w+ )?(?:{_PEER})|(a|this|one|some|the new) "
     rf"(girl|boy|kid|child|student)\b[^.!?]{{0,20}}\b(in|at|from) (my|our))\b"
@@ -91,6 +96,20 @@ class EnglishMatch(Protocol):
         ...
 
 
+def settle_subjects(s: str, hits: Sequence[EnglishMatch], named: Sequence[bool]) -> None:
+    """Signal-only hits ("rn", "tonight") take the subject of the text's named hits, or of the
+    text: another child when one is named in it ("my friend … rn"), else the writer."""
+    voters = [m.subject for m, n in zip(hits, named, strict=True) if n]
+    fallback = (
+        ("self" if "self" in voters else "other")
+        if voters
+        else ("other" if _PEER_ANY.search(s) else "self")
+    )
+    for m, n in zip(hits, named, strict=True):
+        if not n:
+            m.subject = fallback
+
+
 def is_english(s: str, start: int, end: int) -> bool:
     """True when the hit is written in Latin letters (an English phrase)."""
     return _LATIN.search(s, start, end) is not None and not any(
@@ -121,13 +140,26 @@ def scope(s: str, m: EnglishMatch, tags: frozenset[str]) -> None:
     if "neg" not in tags and _NEG_BEFORE.search(before):
         # "i did not jump" is an aborted attempt, not reassurance: a method keeps its level
         m.negated = not ("method" in tags and before.rstrip().endswith("did not"))
-    if _PAST.search(whole) and not _ONGOING.search(whole):
+    if _PAST.search(whole) and not _ONGOING.search(_clause(s, m.start, m.end, a, b)):
         m.past = True
     own = "intent" in tags or "selfharm" in tags
     m.subject = subject(before, hit, s[m.end : m.end + 30], own)
     cue = _REPORT.search(before)
     if cue and m.floor >= Level.URGENT and not first_person(before[cue.end() :] + hit):
         m.unanchored = True
+
+
+_CLAUSE_END = re.compile(r"[,;]|\bbut\b")
+
+
+def _clause(s: str, start: int, end: int, a: int, b: int) -> str:
+    """The part of the sentence [a, b) around the hit, between commas and "but": "used to hit me
+    but he stopped, sometimes i still think about it" keeps "still" out of the hit's clause."""
+    lo = a
+    for m in _CLAUSE_END.finditer(s, a, start):
+        lo = m.end()
+    m2 = _CLAUSE_END.search(s, end, b)
+    return s[lo : m2.start() if m2 else b]
 
 
 def subject(before: str, hit: str, after: str = "", own_act: bool = False) -> str:

@@ -305,10 +305,34 @@ def test_english_dev_wave_floors() -> None:
     assert rep.imminent_to_human >= 0.95 * rep.imminent_rows
 
 
+def test_second_english_dev_wave_floors() -> None:
+    """Wave 18 (English: whole conversations, teenagers online, take-backs, Singapore and Hong
+    Kong English) was measured before use: recall 0.31 with the fourth pass, 0.58 with the
+    English layer and its review; then tuned on."""
+    rep = evaluate(read_rows(DATA / "dev_wave18.jsonl"), assess)
+    p, r, _f = rep.prf()
+    assert r >= 0.95, rep.misses
+    assert p >= 0.9, rep.false_alarms
+    assert rep.imminent_to_human == rep.imminent_rows
+    assert rep.subject_ok >= 0.8 * rep.subject_n
+
+
+def test_signals_take_the_subject_of_the_text() -> None:
+    """"rn" has no person in it: it is about the child the rest of the message is about."""
+    a = assess("my friend just texted me her dad is chasing her with a knife rn")
+    assert a.level == Level.IMMINENT and a.subject == "other", a
+
+
+def test_a_child_who_asked_for_a_friend_says_it_is_them() -> None:
+    history = ["asking for a friend", "if someones cousin made them do stuff when everyone slept"]
+    a = assess("ok its not a friend. its me. it happened again", history)
+    assert a.needs_human and a.subject == "self", a
+
+
 def test_english_held_out_wave_floors() -> None:
     """Wave 17 (English, 220 rows, a third about another child) is never read: recall 0.35 with
     the fourth pass, 0.56 with the English layer before wave 16 was read, 0.68 after, 0.68 (P
-    0.82 -> 0.84) after the review's fixes."""
+    0.82 -> 0.84) after the review's fixes, 0.68 after wave 18's rules."""
     rep = evaluate(read_rows(DATA / "heldout_wave17.jsonl"), assess)
     p, r, _f = rep.prf()
     assert len(rep.misses) + rep.tp >= 90
