@@ -25,14 +25,19 @@ def first_chars(rx: re.Pattern[str]) -> frozenset[str] | None:
     return _chars(rx, _seq)
 
 
-def _chars(rx: re.Pattern[str], walk: Any) -> frozenset[str] | None:
-    """walk() over rx's parsed form, as a bounded set (None: no prefilter for rx)."""
+def _walk(rx: re.Pattern[str], walk: Any) -> Any:
+    """walk() over rx's parsed form; None where that cannot be done (no parser, IGNORECASE)."""
     if _p is None or rx.flags & re.IGNORECASE:
         return None
     try:
-        out = walk(list(_p.parse(rx.pattern, rx.flags)))
+        return walk(list(_p.parse(rx.pattern, rx.flags)))
     except Exception:
         return None
+
+
+def _chars(rx: re.Pattern[str], walk: Any) -> frozenset[str] | None:
+    """walk() over rx's parsed form, as a bounded set (None: no prefilter for rx)."""
+    out = _walk(rx, walk)
     return frozenset(out) if out is not None and len(out) <= _MAX_SET else None
 
 
@@ -159,12 +164,7 @@ class PatternIndex:
 
 def required_strings(rx: re.Pattern[str]) -> frozenset[str] | None:
     """Literal strings of which every match of rx contains at least one (None: not bounded)."""
-    if _p is None or rx.flags & re.IGNORECASE:
-        return None
-    try:
-        got = _strings(list(_p.parse(rx.pattern, rx.flags)))
-    except Exception:
-        return None
+    got = _walk(rx, _strings)
     return frozenset(got) if got else None
 
 
