@@ -317,8 +317,32 @@ def test_second_english_dev_wave_floors() -> None:
     assert rep.subject_ok >= 0.8 * rep.subject_n
 
 
+def test_young_and_second_language_wave_floors() -> None:
+    """Wave 19 (children 8-12 and second-language English) was measured before use: recall
+    0.19 with the fourth pass, 0.48 with this pass's English before it; then tuned on."""
+    rep = evaluate(read_rows(DATA / "dev_wave19.jsonl"), assess)
+    p, r, _f = rep.prf()
+    assert r >= 0.95, rep.misses
+    assert p >= 0.93, rep.false_alarms
+    assert rep.imminent_to_human == rep.imminent_rows
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mother not come home three day, now no more noodle",
+        "i holding the rope now",
+        "papa drunk and holding knife now, he shout he kill everybody, i hide under bed",
+        "uncle take me to his house and lock the door, he say take off clothes",
+        "i standing on the MRT platform edge now, next train i jump",
+    ],
+)
+def test_second_language_english_reaches_a_human(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
 def test_signals_take_the_subject_of_the_text() -> None:
-    """"rn" has no person in it: it is about the child the rest of the message is about."""
+    """ "rn" has no person in it: it is about the child the rest of the message is about."""
     a = assess("my friend just texted me her dad is chasing her with a knife rn")
     assert a.level == Level.IMMINENT and a.subject == "other", a
 
@@ -332,7 +356,7 @@ def test_a_child_who_asked_for_a_friend_says_it_is_them() -> None:
 def test_english_held_out_wave_floors() -> None:
     """Wave 17 (English, 220 rows, a third about another child) is never read: recall 0.35 with
     the fourth pass, 0.56 with the English layer before wave 16 was read, 0.68 after, 0.68 (P
-    0.82 -> 0.84) after the review's fixes, 0.68 after wave 18's rules."""
+    0.82 -> 0.84) after the review's fixes, 0.68 after wave 18's rules, 0.70 after wave 19's."""
     rep = evaluate(read_rows(DATA / "heldout_wave17.jsonl"), assess)
     p, r, _f = rep.prf()
     assert len(rep.misses) + rep.tp >= 90
