@@ -27,7 +27,7 @@ from nlp.lexicon import (
     load_terms,
 )
 from nlp.normalize import _CLAUSE_PUNCT, Normalised, Normaliser
-from nlp.prefilter import PatternIndex
+from nlp.prefilter import PatternIndex, forget_parses
 from nlp.stage2 import MODEL as STAGE2_MODEL
 from nlp.stage2 import Stage2, content
 from nlp.types import CATEGORIES, Assessment, Hit, Level
@@ -158,6 +158,7 @@ class Detector:
         # The shortcut only asks whether a pattern that weighs anything matches: its own index.
         self._weighted_rx = [p.regex for p in self.patterns if p.entry.weight > 0]
         self._windex = PatternIndex(self._weighted_rx)
+        forget_parses()
         # For stage-2 raises with no rule hit: is the text about another child? (我同桌…)
         peers = sorted(
             (t for t, e in self.terms.items() if "peer" in e.tags), key=len, reverse=True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 try:  # the regex parser of the standard library (private, stable since 3.11)
@@ -30,9 +31,20 @@ def _walk(rx: re.Pattern[str], walk: Any) -> Any:
     if _p is None or rx.flags & re.IGNORECASE:
         return None
     try:
-        return walk(list(_p.parse(rx.pattern, rx.flags)))
+        return walk(list(_parsed(rx.pattern, rx.flags)))
     except Exception:
         return None
+
+
+@lru_cache(maxsize=4096)
+def _parsed(pattern: str, flags: int) -> Any:
+    """The parser's tree of a pattern: each index walks it several times (start-up time)."""
+    return _p.parse(pattern, flags)
+
+
+def forget_parses() -> None:
+    """Drop the cached parser trees once the indexes are built (they are only for start-up)."""
+    _parsed.cache_clear()
 
 
 def _chars(rx: re.Pattern[str], walk: Any) -> frozenset[str] | None:
