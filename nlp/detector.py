@@ -746,6 +746,8 @@ def _local_rules(
             if r.name in out:
                 continue
             used = [m for m in near if any(g & m.entry.signals for g in r.groups)]
+            if len(used) < 2 and english.is_pattern(used[0].entry.name):
+                continue  # one English phrase is not a combination ("i am standing at the window")
             out[r.name] = (r, used)
     return list(out.values())
 

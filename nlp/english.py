@@ -25,12 +25,15 @@ _FILLER = (
     r"honestly|literally|mean|am|was|is"
 )
 _NEG_BEFORE = re.compile(rf"\b(not|never)\b(?:\s+(?:{_FILLER})\b)*\s*$")
+# "if i do not video call…" is a condition, not a denial
+_IF_NOT = re.compile(r"\b(if|unless) \w+ (do |does |did |will |would )?not\b(?:\s+\w+){0,3}\s*$")
 
 # The past, unless something says it is still going on.
 _PAST = re.compile(
     r"\bused to\b|\bwhen i (was|lived) (in )?(little|small|young|younger|a kid|a baby|primary|"
     r"elementary|kindergarten|grade \w+|year \w+|p\d|k\d|\d+|with)\b|\byears ago\b|\b(a|one) (long time|few years) ago\b|"
-    r"\blast year\b|\bback then\b|\bin the past\b|\bbefore (the|my parents'?) divorce\b|"
+    r"\blast year\b|\bback then\b|\bin the past\b|(^|[.!?] )before (my|he|she|they|baba|mama|papa|"
+    r"daddy|mummy|mum|mom|dad)\b|\b(hit|beat|touch|touched) me before\b|\bbefore (the|my parents'?) divorce\b|"
     r"\b(\d+|a|one|two|three|few|several|six) (months|years) ago\b|\bwhen i (had|was sick|was ill)\b|"
     r"\bin (primary|elementary|middle) school\b|\bin 20\d\d\b|"
     r"\b(\d+|a few|six|three|two) (months|weeks|years) clean\b|\bclean (for|from)\b"
@@ -110,6 +113,11 @@ def settle_subjects(s: str, hits: Sequence[EnglishMatch], named: Sequence[bool])
             m.subject = fallback
 
 
+def is_pattern(name: str) -> bool:
+    """An English pattern (patterns_en.tsv names all start with "en")."""
+    return name.startswith("en")
+
+
 def is_english(s: str, start: int, end: int) -> bool:
     """True when the hit is written in Latin letters (an English phrase)."""
     return _LATIN.search(s, start, end) is not None and not any(
@@ -137,7 +145,9 @@ def scope(s: str, m: EnglishMatch, tags: frozenset[str]) -> None:
     before = s[a : m.start]
     hit = s[m.start : m.end]
     whole = s[a:b]
-    if "neg" not in tags and _NEG_BEFORE.search(before):
+    # English decides negation itself (the Chinese token scan may have read "not" as a token).
+    m.negated = False
+    if "neg" not in tags and _NEG_BEFORE.search(before) and not _IF_NOT.search(before):
         # "i did not jump" is an aborted attempt, not reassurance: a method keeps its level
         m.negated = not ("method" in tags and before.rstrip().endswith("did not"))
     if _PAST.search(whole) and not _ONGOING.search(_clause(s, m.start, m.end, a, b)):

@@ -81,6 +81,8 @@ def load_terms() -> dict[str, Entry]:
 
 
 PATTERN_FILES = ("patterns.tsv", "patterns_en.tsv")  # Chinese, then English
+# A generator's leftovers: an unfilled {NAME}, or {0,40} turned into "(0, 40)" by an f-string.
+_TEMPLATE_LEFTOVER = re.compile(r"\{[A-Z_][A-Z0-9_]*\}|\(\d+, \d+\)")
 
 
 def load_patterns() -> list[Pattern]:
@@ -92,6 +94,8 @@ def load_patterns() -> list[Pattern]:
             name, rx = cols[0], cols[1]
             if name in seen:
                 raise ValueError(f"{f}: duplicate pattern name {name!r}")
+            if _TEMPLATE_LEFTOVER.search(rx):
+                raise ValueError(f"{f}:{name}: template text left in the regex: {rx[:60]!r}")
             seen.add(name)
             out.append(Pattern(re.compile(rx), _entry(name, cols[2:], f"{f}:{name}")))
     return out

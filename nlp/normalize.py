@@ -83,12 +83,13 @@ class Normaliser:
             if plain
             else None
         )
-        # English text-speak and contractions (english.tsv): whole words, one canonical spelling.
+        # English text-speak and contractions (english.tsv): whole words, one canonical spelling;
+        # a quote mark is a boundary ('kys'), an apostrophe inside a word is not (don't).
         self._english = {r[0].lower(): r[1] for r in _read_tsv("english.tsv")}
         self._english_re = re.compile(
-            r"(?<![a-z0-9'])(?:"
+            r"(?<![a-z0-9])(?<![a-z]')(?:"
             + "|".join(re.escape(v) for v in sorted(self._english, key=len, reverse=True))
-            + r")(?![a-z0-9'])"
+            + r")(?![a-z0-9])(?!'[a-z])"
         )
         # The first word of every variant: most English texts hold none, and a set test is
         # cheaper than the scan ("s/h" and "s.uicide" start with the word "s").
@@ -186,7 +187,9 @@ class Normaliser:
         self, s: str, st: list[int], en: list[int], brk: set[int]
     ) -> tuple[str, list[int], list[int], set[int]]:
         """Rewrite evasions (紫砂, zisha, 自x) to their canonical words, keeping offsets."""
-        if _HAS_LATIN.search(s) and not self._english_first.isdisjoint(_WORD.findall(s)):
+        if _HAS_LATIN.search(s) and not self._english_first.isdisjoint(
+            w.strip("'") for w in _WORD.findall(s)
+        ):
             english = self._english
             s, st, en, brk = _edit(
                 self._english_re, s, st, en, brk, lambda m: english[m.group(0)], False

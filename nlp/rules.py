@@ -98,7 +98,17 @@ RULES: tuple[Rule, ...] = (
         SUICIDE,
         "standing on a roof/bridge now or with death talk",
         {"standing"},
-        {"now", "now_weak", "tonight", "intent", "method", "deathword", "goodbye", "distress"},
+        {
+            "now",
+            "now_weak",
+            "tonight",
+            "soon",
+            "intent",
+            "method",
+            "deathword",
+            "goodbye",
+            "distress",
+        },
     ),
     _r(
         "selfharm_bleeding",

@@ -139,7 +139,6 @@ def test_standing_on_a_roof_reaches_a_human_and_now_makes_it_imminent() -> None:
         "i'm ending it tonight",
         "i have the pills in my hand right now",
         "i'm holding the knife to my wrist right now",
-        "my arm is bleeding and it won't stop",
         "i can't breathe",
         "our house is on fire",
         "a stranger grabbed me and pulled me into his car",
@@ -159,6 +158,7 @@ def test_review_danger_now_is_imminent(text: str) -> None:
     "text",
     [
         "i want to go to sleep and never wake up",
+        "my arm is bleeding and it won't stop",
         "im going to throw myself off the balcony",
         "i have nothing to live for",
         "i want to kill my self",
@@ -216,6 +216,75 @@ def test_review_harm_reaches_a_human(text: str) -> None:
 )
 def test_review_everyday_english_stays_below_a_human(text: str) -> None:
     assert not assess(text).needs_human, assess(text)
+
+
+# Found by a second review (675 probes) after waves 18 and 19: one English phrase may not fire
+# a combination rule by itself, and time words of days ("tomorrow") are not hours.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i take the medicine now",
+        "i took the panadol for my headache today",
+        "i have enough medicine for the trip tomorrow",
+        "i used a razor on my legs today for the first time",
+        "i jump very far in pe today",
+        "i like to sit at the window on the 5th floor and read",
+        "we are not going where we planned for holiday",
+        "i am on the bus to meet my grandma",
+        "my mom texted me she said she is outside",
+        "i am in my room, my friend is coming over",
+        "i am scared of my math test, my tutor is coming over",
+        "i sent my photo to the class group chat today",
+        "my friend invited me to come to his house tonight",
+        "my dad drive away to work and come back at night",
+        "i got my period and there is so much blood",
+        "the bus is not moving, traffic is so bad",
+        "my dog is chasing me lol",
+        "i told my mom where i am going but she is not answering her phone",
+        "i am so sleepy, no one is home",
+        "my brother touched my lego and broke it",
+        "my dad beat my brother at chess",
+        "mom use the iron to make my shirt flat",
+        "my friend knows where i live",
+        "i owe him money for lunch",
+        "my mom works at a bar",
+        "my cat comes into my room at night",
+        "my mom told me to take off my clothes for my bath",
+        "my sister has a boyfriend, he is an adult",
+    ],
+)
+def test_second_review_everyday_english_stays_below_a_human(text: str) -> None:
+    assert not assess(text).needs_human, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i will go to the bridge tonight and jump",
+        "i will drink the bleach tonight",
+        "the rope is on the fan now",
+        "i eat 20 pills",
+        "i hiding in the toilet, papa very angry he break things",
+        "he is coming to hit me",
+        "he choke me",
+        "he touch my pee pee",
+        "my online boyfriend is 25 and i am 12",
+        "he say he post my photo if i not give money",
+        "i cut my hand many times, blood come out",
+        "bye forever",
+    ],
+)
+def test_second_review_harm_reaches_a_human(text: str) -> None:
+    assert assess(text).needs_human, assess(text)
+
+
+def test_template_leftovers_in_a_pattern_file_are_refused() -> None:
+    """A generator's "{0,40}" turned into "(0, 40)" by an f-string made two patterns dead."""
+    from nlp.lexicon import _TEMPLATE_LEFTOVER
+
+    assert _TEMPLATE_LEFTOVER.search(r"\bx[^.](0, 40)y")
+    assert _TEMPLATE_LEFTOVER.search(r"({MED2})")
+    assert not _TEMPLATE_LEFTOVER.search(r"\bx[^.]{0,40}y")
 
 
 def test_scope_found_by_the_review() -> None:
