@@ -61,21 +61,23 @@ async def test_0006_closes_older_duplicate_open_conversations_then_refuses_new_o
         await upgrade(empty_url)
 
         views = {c.id: c for c in await store.list_conversations()}
-        assert views[newest.id].mode == "bot" and views[other.id].mode == "bot"
-        for cid in (held.id, older.id):
+        # the chat volunteer 7 holds is kept (closing it would cut a live handoff)
+        assert views[held.id].mode == "human" and views[held.id].assigned_to == 7
+        assert views[other.id].mode == "bot"
+        for cid in (newest.id, older.id):
             assert views[cid].mode == "closed" and views[cid].closed_at is not None
             assert views[cid].assigned_to is None
             assert (await store.events(cid))[-1]["data"] == {
                 "by": "migration",
                 "reason": "duplicate",
-                "kept": newest.id,
+                "kept": held.id,
             }
         assert [e["type"] for e in await store.events(ended.id)] == ["conversation.started"]
         async with store.engine.connect() as c:
             open_assignments = await c.exec_driver_sql(
                 "SELECT count(*) FROM assignments WHERE ended_at IS NULL"
             )
-            assert open_assignments.scalar() == 0
+            assert open_assignments.scalar() == 1  # volunteer 7's, on the kept chat
         with pytest.raises(ConversationAlreadyOpen):
             await _conv(store, "child")
     finally:

@@ -7,10 +7,11 @@ database refuse the second; the pipeline then uses the first.
 
 A deployed database may already hold such pairs, and the index cannot be built over them. So
 first, for every (channel, reporter_id) with more than one conversation that is not closed,
-the newest is kept (the one find_open_conversation has been giving new messages to) and each
-older one is closed as a volunteer's close would: mode 'closed', closed_at now, nobody
+the one a volunteer holds or a child waits in is kept (closing it would cut a live handoff),
+else the newest (the one find_open_conversation has been giving new messages to), and each
+other one is closed as a volunteer's close would: mode 'closed', closed_at now, nobody
 assigned, its open assignment ended, and an event conversation.closed {"by": "migration",
-"reason": "duplicate", "kept": <id of the newest>}. Their messages, leads and notes stay.
+"reason": "duplicate", "kept": <id of the one kept>}. Their messages, leads and notes stay.
 Downgrade drops the index only; the duplicates it closed stay closed.
 
 Revision ID: 0006
@@ -57,7 +58,7 @@ events = sa.table(
 
 
 def upgrade() -> None:
-    """Close all but the newest open conversation of each child, then create the index."""
+    """Close all but one open conversation of each child, then create the index."""
     conn = op.get_bind()
     if conn.dialect.name == "postgresql":
         # Serve processes still running the old code must not open a new duplicate between
@@ -94,7 +95,13 @@ def _close_duplicates(conn: Any) -> None:
         keep, *older = conn.execute(
             sa.select(c.id)
             .where(is_open, c.channel == channel, c.reporter_id == reporter)
-            .order_by(c.created_at.desc(), c.id.desc())
+            # a chat a volunteer holds or a child waits in is kept: closing it would cut a
+            # live handoff; otherwise the newest, where new messages have been going
+            .order_by(
+                sa.case((c.mode.in_(("human", "waiting")), 0), else_=1),
+                c.created_at.desc(),
+                c.id.desc(),
+            )
         ).scalars()
         conn.execute(
             sa.update(conversations)
