@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL = Path(os.environ.get("QINGTING_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 FILES = ["sos1k_train.jsonl", "sos1k_test.jsonl", "weibo_everyday.txt", "cold_test.jsonl"]
 DEV = ROOT / "tests" / "data" / "dev.jsonl"
-# the team's waves never tuned on (4: third pass; 11: fourth pass; 17: English, fifth pass)
-HELDOUT = [ROOT / "tests" / "data" / f"heldout_wave{n}.jsonl" for n in (4, 11, 17)]
+# the team's waves never tuned on (4: third pass; 11: fourth pass; 17, 20: English, fifth pass)
+HELDOUT = [ROOT / "tests" / "data" / f"heldout_wave{n}.jsonl" for n in (4, 11, 17, 20)]
 POLICIES = {
     "shipped (policy.tsv)": {},
     "bare wish -> routine": {"wish_to_die_level": "routine"},
