@@ -114,8 +114,9 @@ def settle_subjects(s: str, hits: Sequence[EnglishMatch], named: Sequence[bool])
 
 
 def is_pattern(name: str) -> bool:
-    """An English pattern (patterns_en.tsv names all start with "en")."""
-    return name.startswith("en")
+    """An English pattern (patterns_en.tsv names start with "en_" or "en2_"; Chinese ones such
+    as end_it_all do not)."""
+    return name.startswith(("en_", "en2_"))
 
 
 def is_english(s: str, start: int, end: int) -> bool:
