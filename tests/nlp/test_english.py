@@ -410,6 +410,11 @@ def test_second_language_english_reaches_a_human(text: str) -> None:
     assert assess(text).needs_human, assess(text)
 
 
+def test_it_was_me_who_found_her_is_about_the_other_child() -> None:
+    a = assess("it was me who found her", ["my sister took lots of pills"])
+    assert a.needs_human and a.subject == "other", a
+
+
 def test_signals_take_the_subject_of_the_text() -> None:
     """ "rn" has no person in it: it is about the child the rest of the message is about."""
     a = assess("my friend just texted me her dad is chasing her with a knife rn")
