@@ -449,3 +449,12 @@ def test_second_english_held_out_wave_floors() -> None:
     assert r >= 0.66
     assert p >= 0.82
     assert rep.imminent_to_human >= 0.65 * rep.imminent_rows
+
+
+def test_english_patterns_are_told_apart_by_their_prefix() -> None:
+    """The one-English-phrase rule must not reach Chinese patterns (end_it_all, engaged_off)."""
+    from nlp import english
+    from nlp.lexicon import _rows
+
+    assert all(english.is_pattern(cols[0]) for cols in _rows("patterns_en.tsv"))
+    assert not any(english.is_pattern(cols[0]) for cols in _rows("patterns.tsv"))
