@@ -312,6 +312,14 @@ def test_negation_lowers_but_keeps_a_record() -> None:
     assert assess("i do not want to live anymore").needs_human
 
 
+def test_an_attempt_months_ago_is_not_lowered_to_a_record() -> None:
+    """Weeks or months ago is recent: a suicide attempt then still needs a human today. Only
+    years ago, childhood and "used to" are the past."""
+    assert assess("i tried to kill myself 2 months ago").needs_human
+    assert assess("i took 30 pills a few months ago").needs_human
+    assert assess("when i was 8 my dad hit me with a belt").level == Level.ROUTINE
+
+
 def test_the_past_is_recorded_unless_it_still_happens() -> None:
     assert assess("my dad used to hit me but he stopped after the divorce").level == (Level.ROUTINE)
     assert assess("when i was in p3 my teacher hit us with a ruler").level == Level.ROUTINE
