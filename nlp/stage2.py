@@ -151,18 +151,14 @@ class Stage2:
         """Why `head` fired: the category the category head thinks most likely ("" when not
         asked for), and the n-gram (>= 2 characters) that pushed `head` up most. Only asked
         when stage 2 raises a level."""
+        tf = {g: self._weights(g, k) for g, k in self._known(norm_text).items()}
         col = 1 + self.heads.index(head)
-        known = self._known(norm_text)
-        feats = self.features
         evidence, top = "", 0.0
-        for g, k in known.items():  # first occurrence first, as sklearn's order of ties
-            if len(g) > 1:
-                x = feats[g][col] * (1.0 + math.log(k) if k > 1 else 1.0)
-                if x > top:
-                    evidence, top = g, x
+        for g, w in tf.items():  # first occurrence first, as sklearn's order of ties
+            if w[col] > top and len(g) > 1:
+                evidence, top = g, w[col]
         if not category:
             return "", evidence
-        tf = {g: self._weights(g, k) for g, k in known.items()}
         norm = math.sqrt(sum(w[0] for w in tf.values())) or 1.0
         z = list(self.cat_intercepts)
         for g, w in tf.items():
