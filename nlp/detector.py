@@ -26,7 +26,7 @@ from nlp.lexicon import (
     load_policy,
     load_terms,
 )
-from nlp.normalize import _CLAUSE_PUNCT, Normalised, Normaliser
+from nlp.normalize import _CLAUSE_PUNCT, HAS_LATIN, Normalised, Normaliser
 from nlp.prefilter import PatternIndex, forget_parses
 from nlp.stage2 import MODEL as STAGE2_MODEL
 from nlp.stage2 import Stage2, content
@@ -289,7 +289,7 @@ class Detector:
             ]
         negs = {a for a, _b in mod.get("neg", ())}
         past_clauses = {clause[a] for a, _b in mod.get("past", ())}
-        latin = _LATIN.search(s) is not None
+        latin = HAS_LATIN.search(s) is not None
         for m in matches:
             m.negated = self._negated(m, tokens, tok_at, negs, clause)
             if clause[m.start] in past_clauses and not _ongoing(s, clause, m.start):
@@ -721,14 +721,13 @@ _SPEAKER = re.compile(r"[我俺](?!(觉得|认为|支持|反对|看来|相信|�
 
 NEAR = 25  # signals combine inside one message only when this close (normalised characters)
 NEAR_LATIN = 90  # an English clause takes three to four times the characters of a Chinese one
-_LATIN = re.compile(r"[a-z]")
 
 
 def _near_window(s: str) -> int:
     """How close signals must be to combine: wider when the message is mostly English."""
-    if _LATIN.search(s) is None:  # most messages: no Latin letter at all
+    if HAS_LATIN.search(s) is None:  # most messages: no Latin letter at all
         return NEAR
-    return NEAR_LATIN if len(_LATIN.findall(s)) > 2 * len(content(s)) else NEAR
+    return NEAR_LATIN if len(HAS_LATIN.findall(s)) > 2 * len(content(s)) else NEAR
 
 
 def _local_rules(
@@ -823,7 +822,7 @@ def _ongoing(s: str, clause: list[int], pos: int) -> bool:
 
 
 def _first_person_near(s: str) -> bool:
-    return "我" in s or "俺" in s or (_LATIN.search(s) is not None and english.first_person(s))
+    return "我" in s or "俺" in s or (HAS_LATIN.search(s) is not None and english.first_person(s))
 
 
 def _cache_dir() -> str:

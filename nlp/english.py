@@ -10,9 +10,9 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
+from nlp.normalize import HAS_LATIN
 from nlp.types import Level
 
-_LATIN = re.compile(r"[a-z]")
 # A sentence ends at . ! ? ; a line break or Chinese sentence punctuation; a comma does not end
 # one ("i used to cut, but i stopped" is one thought).
 _SENTENCE_END = re.compile(r"[.!?;\n。！？；]")
@@ -121,7 +121,7 @@ def is_pattern(name: str) -> bool:
 
 def is_english(s: str, start: int, end: int) -> bool:
     """True when the hit is written in Latin letters (an English phrase)."""
-    return _LATIN.search(s, start, end) is not None and not any(
+    return HAS_LATIN.search(s, start, end) is not None and not any(
         "\u4e00" <= ch <= "\u9fff" for ch in s[start:end]
     )
 

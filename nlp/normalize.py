@@ -187,14 +187,14 @@ class Normaliser:
         self, s: str, st: list[int], en: list[int], brk: set[int]
     ) -> tuple[str, list[int], list[int], set[int]]:
         """Rewrite evasions (紫砂, zisha, 自x) to their canonical words, keeping offsets."""
-        if _HAS_LATIN.search(s) and not self._english_first.isdisjoint(
+        if HAS_LATIN.search(s) and not self._english_first.isdisjoint(
             w.strip("'") for w in _WORD.findall(s)
         ):
             english = self._english
             s, st, en, brk = _edit(
                 self._english_re, s, st, en, brk, lambda m: english[m.group(0)], False
             )
-        if self._latin_re is not None and _HAS_LATIN.search(s):
+        if self._latin_re is not None and HAS_LATIN.search(s):
             latin = self._latin
             s, st, en, brk = _edit(
                 self._latin_re, s, st, en, brk, lambda m: latin[m.group(0).replace(" ", "")], False
@@ -207,7 +207,9 @@ class Normaliser:
         return s, st, en, brk
 
 
-_HAS_LATIN = re.compile("[a-z]")  # after lower-casing: is there pinyin to look for at all
+# After lower-casing, a Latin letter: is there pinyin or English to look at at all (shared by
+# the detector, the English scope and the prefilter)
+HAS_LATIN = re.compile("[a-z]")
 _WORD = re.compile(r"[a-z0-9'*!@$-]+")  # a Latin word as english.tsv spells its variants
 
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from nlp.normalize import HAS_LATIN
+
 try:  # the regex parser of the standard library (private, stable since 3.11)
     from re import _constants as _c  # type: ignore[attr-defined]
     from re import _parser as _p  # type: ignore[attr-defined]
@@ -135,7 +137,6 @@ def _need_item(op: Any, av: Any) -> set[str] | None:
 
 
 _LATIN_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
-_HAS_LATIN = re.compile("[a-z]")
 
 
 class PatternIndex:
@@ -168,7 +169,7 @@ class PatternIndex:
             idx = by_char.get(ch)
             if idx:
                 got.update(idx)
-        if self._latin_ids and _HAS_LATIN.search(text):
+        if self._latin_ids and HAS_LATIN.search(text):
             ids = self._latin_ids
             got.update(ids[j] for j in self._latin.candidates(text))
         return sorted(got)
