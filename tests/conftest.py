@@ -24,6 +24,21 @@ CHROMIUM = shutil.which("chromium") or (
 )
 
 
+async def new_conversation(
+    store: Any, address: str, *, channel: str = "wechat", state: str = "greet", **extra: Any
+) -> Any:
+    """A conversation in bot mode on the intake script, for tests that need one to work on."""
+    return await store.create_conversation(
+        channel=channel,
+        address=address,
+        script_id="intake",
+        script_lang="zh-CN",
+        script_version="v",
+        state=state,
+        **extra,
+    )
+
+
 def need(value: str | None, what: str) -> str:
     """Skip (locally) or fail (in CI) when a backend the test needs is not configured."""
     if value:

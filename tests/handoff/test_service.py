@@ -22,6 +22,7 @@ from storage.handoff_repo import InvalidTransition
 from storage.models import utcnow
 from storage.store import Store
 from storage.views import ConversationView
+from tests.conftest import new_conversation
 
 
 class Clock:
@@ -64,14 +65,10 @@ class Desk:
 
     async def conversation(self, address: str = "child") -> ConversationView:
         """A new web conversation, still with the bot."""
-        return await self.store.create_conversation(
-            channel="web",
-            address=address,
-            script_id="intake",
-            script_lang="zh-CN",
-            script_version="v",
-            state="safe",
+        view: ConversationView = await new_conversation(
+            self.store, address, channel="web", state="safe"
         )
+        return view
 
     async def waiting(self, level: int = 2, address: str = "child") -> ConversationView:
         conv = await self.conversation(address)

@@ -11,7 +11,13 @@ from storage.crypto import Vault
 from storage.migrate import upgrade
 from storage.store import ConversationAlreadyOpen, Store
 from storage.views import ConversationView
-from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database, need
+from tests.conftest import (
+    POSTGRES_URL,
+    create_postgres_database,
+    drop_postgres_database,
+    need,
+    new_conversation,
+)
 
 SECRET = "migration-test-secret-012345678"
 
@@ -31,14 +37,8 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 
 
 async def _conv(store: Store, address: str) -> ConversationView:
-    return await store.create_conversation(
-        channel="wechat",
-        address=address,
-        script_id="intake",
-        script_lang="zh-CN",
-        script_version="v",
-        state="greet",
-    )
+    view: ConversationView = await new_conversation(store, address)
+    return view
 
 
 async def test_0006_closes_older_duplicate_open_conversations_then_refuses_new_ones(

@@ -11,18 +11,12 @@ from storage.models import utcnow
 from storage.retention import purge_closed
 from storage.store import Store
 from storage.views import ConversationView
+from tests.conftest import new_conversation
 
 
 async def _conversation(store: Store, address: str, *, closed_days_ago: float | None) -> str:
-    conv = await store.create_conversation(
-        channel="wechat",
-        address=address,
-        script_id="intake",
-        script_lang="zh-CN",
-        script_version="v",
-        state="what",
-        slots={"district": "浦东"},
-        token=f"token-{address}",
+    conv = await new_conversation(
+        store, address, state="what", slots={"district": "浦东"}, token=f"token-{address}"
     )
     await store.store_inbound(
         conv.id, channel="wechat", message_id=f"{address}-1", text="他又打我了"
